@@ -1,0 +1,35 @@
+"""MiniML: define models as Python classes, fit them with JAX, SciPy and optax.
+
+Importing `miniml` turns on JAX's 64-bit mode (float64 is MiniML's default parameter
+dtype); set ``MINIML_DISABLE_X64=1`` before the import to keep JAX's 32-bit default.
+"""
+
+from miniml._config import configure_jax
+
+configure_jax()
+
+from miniml.errors import ConvergenceWarning, MiniMLError, NonFiniteWarning  # noqa: E402
+from miniml.model import (  # noqa: E402
+    MiniMLModel,
+    MiniMLModelList,
+    PredictKernelOutput,
+    PredictMode,
+)
+from miniml.optim.base import FitResult  # noqa: E402
+from miniml.param import MiniMLParam, MiniMLParamList  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConvergenceWarning",
+    "FitResult",
+    "MiniMLError",
+    "MiniMLModel",
+    "MiniMLModelList",
+    "MiniMLParam",
+    "MiniMLParamList",
+    "NonFiniteWarning",
+    "PredictKernelOutput",
+    "PredictMode",
+    "__version__",
+]

@@ -1,0 +1,126 @@
+"""Validation and conversion of user data at the public boundary, before any tracing.
+
+Inputs and targets may be an array (or array-like), or a tuple/dict of arrays that
+share their first (sample) axis, e.g. ``X = (user_ids, item_ids)``. Floating leaves
+are converted to the model's dtype; integer and boolean leaves are kept as they are.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from miniml.errors import MiniMLError
+
+__all__ = ["as_data", "check_same_samples", "describe", "signature_of"]
+
+
+def _leaf_to_array(leaf: Any, label: str, where: str) -> np.ndarray | jax.Array:
+    if isinstance(leaf, jax.Array):
+        return leaf
+    try:
+        array = np.asarray(leaf)
+    except ValueError as err:
+        raise MiniMLError(
+            f"{where}: {label} could not be turned into an array ({err}). Ragged nested "
+            "lists are not arrays: pad them to a common length or pass a tuple of arrays."
+        ) from err
+    return array
+
+
+def _check_leaf(array: Any, label: str, where: str, dtype: np.dtype) -> Any:
+    kind = np.dtype(array.dtype).kind
+    if kind in "OUSV" or kind == "M" or kind == "m":
+        raise MiniMLError(
+            f"{where}: {label} has dtype {array.dtype}, expected numbers. Encode strings or "
+            "categories as integer codes and convert objects with np.asarray(..., float)."
+        )
+    if kind == "c":
+        raise MiniMLError(f"{where}: {label} is complex ({array.dtype}); expected real numbers.")
+    if array.ndim == 0:
+        raise MiniMLError(
+            f"{where}: {label} is a scalar; expected an array whose first axis indexes "
+            "samples. Use np.atleast_1d(...) or reshape it."
+        )
+    if array.shape[0] == 0:
+        raise MiniMLError(
+            f"{where}: {label} is empty (shape {tuple(array.shape)}); at least one sample "
+            "is needed."
+        )
+    if kind == "f":
+        if isinstance(array, np.ndarray):
+            finite = bool(np.isfinite(array).all())
+        else:
+            finite = bool(jnp.isfinite(array).all())
+        if not finite:
+            bad = int(np.size(array) - np.isfinite(np.asarray(array)).sum())
+            raise MiniMLError(
+                f"{where}: {label} contains {bad} NaN or infinite value(s); MiniML fits and "
+                "predicts only on finite data. Drop or impute them first."
+            )
+        if array.dtype != dtype:
+            array = array.astype(dtype)
+    return array
+
+
+def as_data(data: Any, label: str, where: str, dtype: Any) -> tuple[Any, int]:
+    """Validate ``data`` and return ``(tree of device arrays, number of samples)``.
+
+    Args:
+        data: an array-like, or a tuple/dict of array-likes.
+        label: the argument's name in messages (``"X"``, ``"y"``).
+        where: the public function that was called, for messages.
+        dtype: the model's floating dtype.
+    """
+    if data is None:
+        raise MiniMLError(f"{where}: {label} is None; expected an array.")
+    dtype = np.dtype(dtype)
+    if isinstance(data, dict):
+        if not all(isinstance(k, str) for k in data):
+            raise MiniMLError(f"{where}: a dict {label} must have string keys.")
+        items = {
+            k: _check_leaf(
+                _leaf_to_array(v, f"{label}[{k!r}]", where), f"{label}[{k!r}]", where, dtype
+            )
+            for k, v in data.items()
+        }
+        if not items:
+            raise MiniMLError(f"{where}: {label} is an empty dict; expected arrays.")
+        tree: Any = items
+    elif isinstance(data, tuple):
+        if not data:
+            raise MiniMLError(f"{where}: {label} is an empty tuple; expected arrays.")
+        tree = tuple(
+            _check_leaf(_leaf_to_array(v, f"{label}[{i}]", where), f"{label}[{i}]", where, dtype)
+            for i, v in enumerate(data)
+        )
+    else:
+        tree = _check_leaf(_leaf_to_array(data, label, where), label, where, dtype)
+    n_samples = check_same_samples(tree, label, where)
+    return jax.tree.map(jnp.asarray, tree), n_samples
+
+
+def check_same_samples(tree: Any, label: str, where: str) -> int:
+    """The common first-axis length of all leaves, or a clear error."""
+    leaves_with_paths = jax.tree_util.tree_flatten_with_path(tree)[0]
+    sizes = {jax.tree_util.keystr(path): leaf.shape[0] for path, leaf in leaves_with_paths}
+    if len(set(sizes.values())) > 1:
+        listing = ", ".join(f"{label}{k}: {v}" for k, v in sizes.items())
+        raise MiniMLError(
+            f"{where}: the arrays of {label} must share their first (sample) axis, got {listing}."
+        )
+    return next(iter(sizes.values()))
+
+
+def signature_of(tree: Any) -> Any:
+    """Structure plus per-sample shapes and dtypes: what compiled code depends on."""
+    leaves, treedef = jax.tree.flatten(tree)
+    return treedef, tuple((tuple(x.shape[1:]), str(x.dtype)) for x in leaves)
+
+
+def describe(tree: Any) -> str:
+    """Readable shapes of a data tree, for messages."""
+    return str(jax.tree.map(lambda x: f"{x.dtype}{list(x.shape)}", tree))

@@ -1,0 +1,341 @@
+"""Saving and loading models in a safe format: ``.npz`` with JSON metadata, no pickle.
+
+A file holds one array per parameter (``param:<dotted name>``) and a JSON header
+(``__miniml_meta__``) with the format version, the model class, each parameter's name,
+shape and dtype, and the constructor arguments when they can be written as JSON.
+Loading uses ``allow_pickle=False`` and never imports a module named by the file:
+classes and functions it refers to are looked up only among modules already imported,
+and only inside ``miniml``, ``jax`` or the module of the class being loaded. Writes
+go to a temporary file that replaces the target only when complete.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from miniml.errors import MiniMLError
+
+if TYPE_CHECKING:
+    from miniml.model import MiniMLModel
+
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "load_model", "load_state", "save_model"]
+
+FORMAT_NAME = "miniml-model"
+FORMAT_VERSION = 1
+_META_KEY = "__miniml_meta__"
+_PARAM_PREFIX = "param:"
+_ARG_PREFIX = "arg:"
+
+
+def _class_ref(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+class _UnencodableError(Exception):
+    pass
+
+
+class _ArgEncoder:
+    """Turns constructor arguments into JSON plus side arrays."""
+
+    def __init__(self, owner_module: str) -> None:
+        self.arrays: dict[str, np.ndarray] = {}
+        self.owner_module = owner_module
+
+    def encode(self, value: Any) -> Any:
+        from miniml.model import MiniMLModel
+
+        if value is None or isinstance(value, bool | str):
+            return value
+        if isinstance(value, int | np.integer):
+            return int(value)
+        if isinstance(value, float | np.floating):
+            number = float(value)
+            return number if math.isfinite(number) else {"__float__": repr(number)}
+        if isinstance(value, list):
+            return [self.encode(v) for v in value]
+        if isinstance(value, tuple):
+            return {"__tuple__": [self.encode(v) for v in value]}
+        if isinstance(value, dict):
+            if not all(isinstance(k, str) for k in value):
+                raise _UnencodableError("dict keys must be strings")
+            return {"__dict__": {k: self.encode(v) for k, v in value.items()}}
+        if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
+            key = f"{_ARG_PREFIX}{len(self.arrays)}"
+            self.arrays[key] = value
+            return {"__array__": key}
+        is_scalar_type = isinstance(value, type) and issubclass(value, np.generic)
+        if isinstance(value, np.dtype) or is_scalar_type:
+            return {"__dtype__": np.dtype(value).name}
+        if isinstance(value, MiniMLModel):
+            args, kwargs = value._miniml_init_args
+            return {
+                "__model__": _class_ref(type(value)),
+                "args": [self.encode(a) for a in args],
+                "kwargs": {k: self.encode(v) for k, v in kwargs.items()},
+            }
+        ref = _reference_of(value)
+        if ref is not None and _module_allowed(ref.split(":")[0], self.owner_module):
+            return {"__ref__": ref}
+        module = type(value).__module__
+        if _module_allowed(module, "") and hasattr(value, "__dict__"):
+            return {
+                "__object__": _class_ref(type(value)),
+                "state": {k: self.encode(v) for k, v in vars(value).items()},
+            }
+        raise _UnencodableError(f"{value!r} of type {type(value).__name__}")
+
+
+def _reference_of(value: Any) -> str | None:
+    module = getattr(value, "__module__", None)
+    qualname = getattr(value, "__qualname__", None)
+    if not module or not qualname or "<" in qualname:
+        return None
+    try:
+        found = _lookup(f"{module}:{qualname}")
+    except MiniMLError:
+        return None
+    return f"{module}:{qualname}" if found is value else None
+
+
+def _module_allowed(module: str, owner_module: str) -> bool:
+    top = module.split(".")[0]
+    return top in {"miniml", "jax", "jaxlib"} or (bool(owner_module) and module == owner_module)
+
+
+def _lookup(ref: str) -> Any:
+    """Resolve ``module:qualname`` among already imported modules, never importing."""
+    module_name, _, qualname = ref.partition(":")
+    module = sys.modules.get(module_name)
+    if module is None or not qualname:
+        raise MiniMLError(
+            f"load: the file refers to {ref!r}, but module {module_name!r} is not imported. "
+            "Import the module that defines it before loading."
+        )
+    obj: Any = module
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            raise MiniMLError(f"load: the file refers to {ref!r}, which does not exist.")
+    return obj
+
+
+class _ArgDecoder:
+    def __init__(self, arrays: dict[str, np.ndarray], owner_module: str) -> None:
+        self.arrays = arrays
+        self.owner_module = owner_module
+
+    def decode(self, value: Any) -> Any:
+        if isinstance(value, list):
+            return [self.decode(v) for v in value]
+        if not isinstance(value, dict):
+            return value
+        if "__float__" in value:
+            return float(value["__float__"])
+        if "__tuple__" in value:
+            return tuple(self.decode(v) for v in value["__tuple__"])
+        if "__dict__" in value:
+            return {k: self.decode(v) for k, v in value["__dict__"].items()}
+        if "__array__" in value:
+            return self.arrays[value["__array__"]]
+        if "__dtype__" in value:
+            return np.dtype(value["__dtype__"])
+        if "__model__" in value:
+            cls = self._allowed_lookup(value["__model__"], require_model=True)
+            args = [self.decode(a) for a in value["args"]]
+            kwargs = {k: self.decode(v) for k, v in value["kwargs"].items()}
+            return cls(*args, **kwargs)
+        if "__ref__" in value:
+            return self._allowed_lookup(value["__ref__"])
+        if "__object__" in value:
+            cls = self._allowed_lookup(value["__object__"], require_class=True)
+            obj = cls.__new__(cls)
+            obj.__dict__.update({k: self.decode(v) for k, v in value["state"].items()})
+            return obj
+        raise MiniMLError(f"load: unknown argument encoding {sorted(value)} in the file.")
+
+    def _allowed_lookup(
+        self, ref: str, require_model: bool = False, require_class: bool = False
+    ) -> Any:
+        from miniml.model import MiniMLModel
+
+        module = ref.split(":")[0]
+        allowed = _module_allowed(module, self.owner_module)
+        obj = _lookup(ref)
+        if require_model:
+            allowed = isinstance(obj, type) and issubclass(obj, MiniMLModel)
+        elif require_class:
+            allowed = allowed and isinstance(obj, type) and module.split(".")[0] == "miniml"
+        if not allowed:
+            raise MiniMLError(
+                f"load: the file refers to {ref!r}, which a model file may not use; only "
+                "MiniML models, miniml/jax functions and objects of the model's own module "
+                "are allowed."
+            )
+        return obj
+
+
+def save_model(model: MiniMLModel, path: str | Path, state_only: bool = False) -> None:
+    """Write ``model`` to ``path`` atomically; see the module docstring for the format."""
+    where = f"{type(model).__name__}.save"
+    model._require_bound("save")
+    if model.root is not model:
+        raise MiniMLError(f"{where}: save the outermost model ({type(model.root).__name__}).")
+    encoder = _ArgEncoder(type(model).__module__)
+    init = None
+    if not state_only:
+        args, kwargs = model._miniml_init_args
+        try:
+            init = {
+                "args": [encoder.encode(a) for a in args],
+                "kwargs": {k: encoder.encode(v) for k, v in kwargs.items()},
+            }
+        except _UnencodableError as err:
+            raise MiniMLError(
+                f"{where}: the constructor argument {err} cannot be stored safely. Save with "
+                f"state_only=True and restore with {type(model).__name__}(...).load_state(path)."
+            ) from err
+    params = model.get_params()
+    meta = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "class": _class_ref(type(model)),
+        "dtype": model.dtype.name,
+        "params": [
+            {"name": n, "shape": list(v.shape), "dtype": str(v.dtype)} for n, v in params.items()
+        ],
+        "init": init,
+    }
+    arrays = {f"{_PARAM_PREFIX}{n}": np.asarray(v) for n, v in params.items()}
+    arrays.update(encoder.arrays)
+    arrays[_META_KEY] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
+    target = Path(path)
+    if target.suffix != ".npz":
+        target = target.with_name(target.name + ".npz")
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)  # type: ignore[arg-type]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(buffer.getvalue())
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, target)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+def _read(path: str | Path, where: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as err:
+        raise MiniMLError(
+            f"{where}: {str(path)!r} is not a readable MiniML model file (truncated or "
+            f"corrupted?): {type(err).__name__}: {err}"
+        ) from err
+    raw = arrays.pop(_META_KEY, None)
+    if raw is None or raw.dtype != np.uint8 or raw.ndim != 1:
+        raise MiniMLError(f"{where}: {str(path)!r} has no MiniML header; it is not a model file.")
+    try:
+        meta = json.loads(raw.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise MiniMLError(f"{where}: the header of {str(path)!r} is corrupted: {err}") from err
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
+        raise MiniMLError(f"{where}: {str(path)!r} is not a MiniML model file.")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
+        raise MiniMLError(
+            f"{where}: {str(path)!r} has format version {version!r}; this MiniML reads "
+            f"versions 1 to {FORMAT_VERSION}. Upgrade MiniML to read it."
+        )
+    if not isinstance(meta.get("params"), list) or not isinstance(meta.get("class"), str):
+        raise MiniMLError(f"{where}: the header of {str(path)!r} is incomplete.")
+    return meta, arrays
+
+
+def _check_class(meta: dict[str, Any], cls: type, where: str) -> None:
+    if meta["class"] != _class_ref(cls):
+        raise MiniMLError(
+            f"{where}: the file holds a {meta['class']!r} model, not a {_class_ref(cls)!r}. "
+            "Load it with the class it was saved from."
+        )
+
+
+def load_state(model: MiniMLModel, path: str | Path) -> None:
+    """Load the parameters of a file into an existing model of the same structure."""
+    where = f"{type(model).__name__}.load_state"
+    meta, arrays = _read(path, where)
+    _check_class(meta, type(model), where)
+    _apply_params(model, meta, arrays, where)
+
+
+def _apply_params(
+    model: MiniMLModel, meta: dict[str, Any], arrays: dict[str, np.ndarray], where: str
+) -> None:
+    expected = [(n, tuple(p.shape), p.dtype.name) for n, p in model.params.items()]
+    try:
+        stored = [(e["name"], tuple(e["shape"]), e["dtype"]) for e in meta["params"]]
+    except (KeyError, TypeError) as err:
+        raise MiniMLError(f"{where}: the parameter list in the file is corrupted.") from err
+    for index in range(max(len(expected), len(stored))):
+        want = expected[index] if index < len(expected) else None
+        have = stored[index] if index < len(stored) else None
+        if want != have:
+            raise MiniMLError(
+                f"{where}: the file does not match the model's structure at parameter "
+                f"#{index}: the model has {_describe(want)}, the file has {_describe(have)}."
+            )
+    values = {}
+    for name, shape, dtype in stored:
+        array = arrays.get(f"{_PARAM_PREFIX}{name}")
+        if array is None or array.shape != shape or array.dtype.name != dtype:
+            raise MiniMLError(
+                f"{where}: the stored values of parameter {name!r} are missing or do not "
+                "match the header; the file is corrupted."
+            )
+        values[name] = array
+    model.bind()
+    model.set_params(values)
+
+
+def _describe(entry: tuple[str, tuple[int, ...], str] | None) -> str:
+    if entry is None:
+        return "nothing"
+    name, shape, dtype = entry
+    return f"{name!r} with shape {shape} and dtype {dtype}"
+
+
+def load_model(cls: type[MiniMLModel], path: str | Path) -> Any:
+    """Rebuild a ``cls`` from its stored constructor arguments and load its parameters."""
+    where = f"{cls.__name__}.load"
+    meta, arrays = _read(path, where)
+    _check_class(meta, cls, where)
+    if meta.get("init") is None:
+        raise MiniMLError(
+            f"{where}: the file was saved with state_only=True, so it holds no constructor "
+            f"arguments. Build the model yourself and call model.load_state(path)."
+        )
+    decoder = _ArgDecoder(arrays, cls.__module__)
+    try:
+        args = [decoder.decode(a) for a in meta["init"]["args"]]
+        kwargs = {k: decoder.decode(v) for k, v in meta["init"]["kwargs"].items()}
+    except (KeyError, TypeError, AttributeError) as err:
+        raise MiniMLError(f"{where}: the constructor arguments in the file are corrupted.") from err
+    model = cls(*args, **kwargs)
+    _apply_params(model, meta, arrays, where)
+    return model

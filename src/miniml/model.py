@@ -1,0 +1,595 @@
+"""`MiniMLModel`: a model declared as a Python class, fitted and used like an estimator.
+
+Parameter layout
+----------------
+A model's parameters and child models are discovered, when ``super().__init__()``
+runs, from the attributes set in ``__init__``, **in the order they were assigned**
+(depth first into children and containers). That order defines the flat buffer:
+renaming an attribute never moves a parameter. Parameter names are dotted attribute
+paths: ``"W"``, ``"encoder.W"``, ``"layers.2.b"``. Saved files store parameters by
+name, so loading checks names and shapes, not just the total size.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import functools
+import inspect
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple, Self
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import Array as JXArray
+
+from miniml.errors import MiniMLError
+from miniml.loss import LossFunction, squared_error_loss
+from miniml.param import MiniMLParam, MiniMLParamList
+
+if TYPE_CHECKING:
+    from miniml.optim.base import FitResult, MiniMLOptimizer
+
+__all__ = ["MiniMLModel", "MiniMLModelList", "PredictKernelOutput", "PredictMode"]
+
+
+class PredictMode(StrEnum):
+    """Why the forward pass runs: ``TRAIN`` inside `fit`, ``INFERENCE`` in `predict`."""
+
+    TRAIN = "train"
+    INFERENCE = "inference"
+
+
+class PredictKernelOutput(NamedTuple):
+    """What a forward pass returns when it also has an activity penalty.
+
+    ``activity_loss`` is added to the objective times ``active_reg_lambda``.
+    """
+
+    y_pred: Any
+    activity_loss: JXArray
+
+
+def split_kernel_output(out: Any) -> tuple[Any, JXArray | None]:
+    """Return ``(y_pred, activity_loss or None)`` from a forward pass's output."""
+    if isinstance(out, PredictKernelOutput):
+        return out.y_pred, out.activity_loss
+    return out, None
+
+
+def _wrap_short_kernel(kernel: Callable[..., Any]) -> Callable[..., Any]:
+    """Let ``_predict_kernel(self, X, buffer)`` be called with ``rng_key`` and ``mode``.
+
+    MiniML's README writes the short form; composite models call children with the long
+    form. Arguments the user's kernel does not declare are not passed to it.
+    """
+    params = inspect.signature(kernel).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return kernel
+    accepts_rng, accepts_mode = "rng_key" in params, "mode" in params
+    if accepts_rng and accepts_mode:
+        return kernel
+
+    @functools.wraps(kernel)
+    def kernel_with_defaults(
+        self: Any,
+        X: Any,
+        buffer: JXArray,
+        rng_key: JXArray | None = None,
+        mode: PredictMode = PredictMode.INFERENCE,
+        **kwargs: Any,
+    ) -> Any:
+        if accepts_rng:
+            kwargs["rng_key"] = rng_key
+        if accepts_mode:
+            kwargs["mode"] = mode
+        return kernel(self, X, buffer, **kwargs)
+
+    return kernel_with_defaults
+
+
+class MiniMLModel(ABC):
+    """Base class of every MiniML model.
+
+    Subclass it, declare `MiniMLParam` attributes and child models in ``__init__``,
+    call ``super().__init__(loss=...)`` **last**, and implement
+    ``_predict_kernel(self, X, buffer, rng_key=None, mode=PredictMode.INFERENCE)``
+    (the short form ``_predict_kernel(self, X, buffer)`` works too). Read parameters
+    with ``self.W(buffer)`` and call children as
+    ``self.child._predict_kernel(X, buffer, rng_key=..., mode=mode)``.
+
+    Args:
+        loss: the data loss ``loss(y_true, y_pred) -> scalar``; defaults to
+            `miniml.loss.squared_error_loss`. ``None`` declares a model without a loss
+            (a layer meant to be used inside others); fitting it raises an error.
+    """
+
+    _size: int
+    _dtype: np.dtype
+    _layout: list[tuple[str, MiniMLParam]]
+    _children: list[tuple[str, MiniMLModel]]
+    _buffer: JXArray  # only on a root model, once bound
+    _miniml_parent: MiniMLModel | None
+    _miniml_init_args: tuple[tuple[Any, ...], dict[str, Any]]
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Self:
+        instance = super().__new__(cls)
+        # The constructor arguments let `load` rebuild the model from a saved file.
+        object.__setattr__(instance, "_miniml_init_args", (args, dict(kwargs)))
+        object.__setattr__(instance, "_miniml_initialized", False)
+        object.__setattr__(instance, "_miniml_parent", None)
+        return instance
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        kernel = cls.__dict__.get("_predict_kernel")
+        if kernel is not None and not getattr(kernel, "__isabstractmethod__", False):
+            cls._predict_kernel = _wrap_short_kernel(kernel)  # type: ignore[method-assign]
+
+    def __init__(self, loss: LossFunction | None = squared_error_loss) -> None:
+        where = f"{type(self).__name__}.__init__"
+        if loss is not None and not callable(loss):
+            raise MiniMLError(
+                f"{where}: loss must be a callable loss(y_true, y_pred) -> scalar or None, "
+                f"got {loss!r}."
+            )
+        self._loss_f = loss
+        own_params, children = self._discover_members(where)
+        self._children = children
+        layout: list[tuple[str, MiniMLParam]] = []
+        for name, member in own_params + [(n, c) for n, c in children]:
+            if isinstance(member, MiniMLParam):
+                layout.append((name, member))
+            else:
+                layout.extend((f"{name}.{sub}", p) for sub, p in member._layout)
+        self._check_unique(layout, where)
+        self._layout = layout
+        self._dtype = self._common_dtype(where)
+        self._size = sum(p.size for _, p in layout)
+        offset = 0
+        for _, param in layout:
+            param._offset, param._root = offset, self
+            offset += param.size
+        self._adopt_children(where)
+        self._compiled: dict[Any, Any] = {}
+        self._miniml_initialized = True
+
+    # ----------------------------------------------------------------- structure
+    def _discover_members(
+        self, where: str
+    ) -> tuple[list[tuple[str, MiniMLParam]], list[tuple[str, MiniMLModel]]]:
+        params: list[tuple[str, MiniMLParam]] = []
+        children: list[tuple[str, MiniMLModel]] = []
+        for name, value in list(vars(self).items()):
+            if name.startswith("_miniml_"):
+                continue
+            if isinstance(value, MiniMLParam):
+                params.append((name, value))
+            elif isinstance(value, MiniMLModel):
+                children.append((name, value))
+            elif isinstance(value, MiniMLParamList):
+                params.extend((f"{name}.{i}", p) for i, p in enumerate(value))
+            elif isinstance(value, MiniMLModelList):
+                children.extend((f"{name}.{i}", m) for i, m in enumerate(value))
+            elif _holds_members(value):
+                raise MiniMLError(
+                    f"{where}: attribute {name!r} is a plain {type(value).__name__} that "
+                    "holds MiniMLParam or MiniMLModel objects; MiniML would not see them. "
+                    "Wrap parameters in MiniMLParamList([...]) and models in "
+                    "MiniMLModelList([...])."
+                )
+        return params, children
+
+    @staticmethod
+    def _check_unique(layout: list[tuple[str, MiniMLParam]], where: str) -> None:
+        seen: dict[int, str] = {}
+        for name, param in layout:
+            if id(param) in seen:
+                raise MiniMLError(
+                    f"{where}: the same MiniMLParam object appears as {seen[id(param)]!r} "
+                    f"and {name!r}. Each parameter (and each child model) may appear once "
+                    "in a model; create separate objects to have separate parameters."
+                )
+            seen[id(param)] = name
+
+    def _common_dtype(self, where: str) -> np.dtype:
+        dtypes = {p.dtype for _, p in self._layout}
+        if len(dtypes) > 1:
+            listing = ", ".join(f"{n}: {p.dtype.name}" for n, p in self._layout)
+            raise MiniMLError(
+                f"{where}: all parameters of a model must share one dtype, found {listing}."
+            )
+        from miniml.param import default_dtype
+
+        return dtypes.pop() if dtypes else default_dtype()
+
+    def _adopt_children(self, where: str) -> None:
+        offset_of = {id(p): p.offset for _, p in self._layout}
+        self._pending_child_buffers: list[tuple[int, JXArray]] = []
+        for name, child in self._children:
+            if child._miniml_parent is not None and child._miniml_parent is not self:
+                raise MiniMLError(
+                    f"{where}: child model {name!r} ({type(child).__name__}) already belongs "
+                    f"to a {type(child._miniml_parent).__name__}. A model can be part of only one "
+                    "parent; build a new one for each place it is used."
+                )
+            child._miniml_parent = self
+            if "_buffer" in vars(child) and child._layout:
+                start = offset_of[id(child._layout[0][1])]
+                self._pending_child_buffers.append((start, child._buffer))
+                del child._buffer
+            self._pending_child_buffers.extend(
+                (offset_of[id(child._layout[0][1])] + s, b)
+                for s, b in child.__dict__.pop("_pending_child_buffers", [])
+            )
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if getattr(self, "_miniml_initialized", False) and isinstance(
+            value, MiniMLParam | MiniMLModel | MiniMLParamList | MiniMLModelList
+        ):
+            raise MiniMLError(
+                f"{type(self).__name__}: cannot add {type(value).__name__} {name!r} after "
+                "super().__init__() ran; declare every parameter and child model before "
+                "calling super().__init__() at the end of __init__."
+            )
+        object.__setattr__(self, name, value)
+
+    def _require_initialized(self, where: str) -> None:
+        if not vars(self).get("_miniml_initialized", False):
+            raise MiniMLError(
+                f"{type(self).__name__}.{where}: the model was not initialized; call "
+                "super().__init__() at the end of your model's __init__."
+            )
+
+    @property
+    def root(self) -> MiniMLModel:
+        """The outermost model this one is part of (itself if it has no parent)."""
+        model = self
+        while model._miniml_parent is not None:
+            model = model._miniml_parent
+        return model
+
+    @property
+    def size(self) -> int:
+        """Total number of scalar parameters."""
+        return self._size
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The parameters' dtype."""
+        return self._dtype
+
+    @property
+    def dtype_name(self) -> str:
+        """The parameters' dtype name."""
+        return self._dtype.name
+
+    @property
+    def param_names(self) -> list[str]:
+        """Dotted names of all parameters, in buffer order."""
+        self._require_initialized("param_names")
+        return [name for name, _ in self._layout]
+
+    @property
+    def params(self) -> dict[str, MiniMLParam]:
+        """The `MiniMLParam` objects by dotted name, in buffer order."""
+        return dict(self._layout)
+
+    def named_children(self) -> Iterator[tuple[str, MiniMLModel]]:
+        """Direct child models with their attribute names."""
+        return iter(self._children)
+
+    # ------------------------------------------------------------------- buffer
+    @property
+    def bound(self) -> bool:
+        """Whether the model (its root) holds a parameter buffer."""
+        return "_buffer" in vars(self.root)
+
+    def bind(self) -> None:
+        """Allocate the flat parameter buffer (zeros) if it does not exist yet.
+
+        Values of children that were bound before they were put into this model are
+        kept.
+        """
+        self._require_initialized("bind")
+        root = self.root
+        if root.bound:
+            return
+        buffer = jnp.zeros(root._size, root._dtype)
+        for start, values in root._pending_child_buffers:
+            buffer = buffer.at[start : start + values.shape[0]].set(values.astype(root._dtype))
+        root._pending_child_buffers = []
+        root._buffer = buffer
+
+    def unbind(self) -> None:
+        """Drop the parameter buffer."""
+        root = self.root
+        if not root.bound:
+            raise MiniMLError(f"{type(self).__name__}.unbind: the model is not bound.")
+        del root._buffer
+
+    def randomize(self, seed: int | None = None) -> None:
+        """Bind if needed and draw new parameter values.
+
+        Each parameter gets normal values times its ``rnd_scale`` (or its ``init``),
+        from a key derived from ``seed`` and the parameter's position, so the same seed
+        always gives the same values. ``seed=None`` draws fresh entropy.
+        """
+        self._require_initialized("randomize")
+        root = self.root
+        root.bind()
+        if seed is None:
+            seed = int(np.random.SeedSequence().generate_state(1)[0])
+        key = jax.random.key(int(seed))
+        own_ids = {id(p) for _, p in self._layout}
+        buffer = root._buffer
+        for index, (_, param) in enumerate(root._layout):
+            if id(param) in own_ids:
+                value = param.draw(jax.random.fold_in(key, index)).reshape(-1)
+                buffer = buffer.at[param.offset : param.offset + param.size].set(value)
+        root._buffer = buffer
+
+    def _require_bound(self, where: str) -> None:
+        self._require_initialized(where)
+        if not self.bound:
+            raise MiniMLError(
+                f"{type(self).__name__}.{where}: the model has no parameter values yet; "
+                "call model.randomize(seed=...) (or model.bind() for zeros) first."
+            )
+
+    def get_buffer(self, copy: bool = True) -> JXArray:
+        """The flat parameter buffer of the root model (a copy unless ``copy=False``)."""
+        self._require_bound("get_buffer")
+        buffer = self.root._buffer
+        return jnp.array(buffer, copy=True) if copy else buffer
+
+    def set_buffer(self, buffer: Any) -> None:
+        """Replace the whole flat parameter buffer (same size and dtype)."""
+        self._require_initialized("set_buffer")
+        root = self.root
+        values = jnp.asarray(buffer)
+        where = f"{type(self).__name__}.set_buffer"
+        if values.shape != (root._size,):
+            raise MiniMLError(
+                f"{where}: expected a flat buffer of shape ({root._size},), got {values.shape}."
+            )
+        if values.dtype != root._dtype:
+            if not jnp.can_cast(values.dtype, root._dtype, casting="safe"):
+                raise MiniMLError(
+                    f"{where}: buffer dtype {values.dtype} cannot be converted to the "
+                    f"model's {root._dtype.name} without losing precision."
+                )
+            values = values.astype(root._dtype)
+        root._buffer = values
+
+    def get_params(self) -> dict[str, JXArray]:
+        """Copies of all parameter values by dotted name."""
+        buffer = self.get_buffer(copy=False)
+        return {name: jnp.array(p(buffer), copy=True) for name, p in self._layout}
+
+    def set_params(self, params: dict[str, Any]) -> None:
+        """Set some parameters by dotted name; shapes must match exactly."""
+        where = f"{type(self).__name__}.set_params"
+        self._require_bound("set_params")
+        known = self.params
+        root = self.root
+        buffer = root._buffer
+        for name, value in params.items():
+            if name not in known:
+                raise MiniMLError(
+                    f"{where}: no parameter named {name!r}; the model's parameters are "
+                    f"{list(known)}."
+                )
+            param = known[name]
+            array = jnp.asarray(value)
+            if array.shape != param.shape:
+                raise MiniMLError(
+                    f"{where}: parameter {name!r} has shape {param.shape}, got a value of "
+                    f"shape {array.shape}."
+                )
+            if not jnp.can_cast(array.dtype, param.dtype, casting="same_kind"):
+                raise MiniMLError(
+                    f"{where}: parameter {name!r} is {param.dtype.name}, got a value of "
+                    f"dtype {array.dtype}."
+                )
+            flat = array.astype(param.dtype).reshape(-1)
+            buffer = buffer.at[param.offset : param.offset + param.size].set(flat)
+        root._buffer = buffer
+
+    # ------------------------------------------------------------ regularization
+    def get_regularization_scales(self) -> dict[str, float]:
+        """``reg_scale`` of every parameter that has a regularizer."""
+        return {n: p.reg_scale for n, p in self._layout if p.reg_loss is not None}
+
+    def set_regularization_scale(self, pattern: str, value: float) -> list[str]:
+        """Set ``reg_scale`` of the parameters whose names match a glob pattern.
+
+        Returns the names it changed; a pattern that matches nothing is an error.
+        """
+        matched = [n for n, _ in self._layout if fnmatch.fnmatchcase(n, pattern)]
+        if not matched:
+            raise MiniMLError(
+                f"{type(self).__name__}.set_regularization_scale: pattern {pattern!r} "
+                f"matches no parameter; the parameters are {self.param_names}."
+            )
+        for name in matched:
+            self.params[name].reg_scale = value
+        return matched
+
+    def _reg_scales(self) -> np.ndarray:
+        """Per-parameter scales in layout order, passed to compiled code as data."""
+        return np.array([p.reg_scale for _, p in self._layout], dtype=self._dtype)
+
+    def _regularization(self, buffer: JXArray, scales: JXArray) -> JXArray:
+        total = jnp.zeros((), self._dtype)
+        for index, (_, param) in enumerate(self._layout):
+            if param.reg_loss is not None:
+                total = total + scales[index] * param.reg_loss(param(buffer))
+        return total
+
+    def regularization_loss(self, buffer: JXArray | None = None) -> JXArray:
+        r"""The penalty :math:`\sum_i s_i \mathcal{R}_i(w_i)` (without ``reg_lambda``)."""
+        if buffer is None:
+            buffer = self.get_buffer(copy=False)
+        return self._regularization(buffer, jnp.asarray(self._reg_scales()))
+
+    # ------------------------------------------------------------------- losses
+    @property
+    def loss_function(self) -> LossFunction | None:
+        """The data loss callable, or None for a model without one."""
+        return self._loss_f
+
+    def loss(self, y_true: Any, y_pred: Any) -> JXArray:
+        """The data loss ``loss(y_true, y_pred)`` (no regularization; note the order)."""
+        if self._loss_f is None:
+            raise MiniMLError(
+                f"{type(self).__name__}.loss: this model was declared with loss=None. Pass "
+                "a loss to super().__init__(loss=...) to compute or fit one."
+            )
+        return self._loss_f(jnp.asarray(y_true), jnp.asarray(y_pred))
+
+    def total_loss(
+        self,
+        y_true: Any,
+        y_pred: Any,
+        reg_lambda: float = 1.0,
+        buffer: JXArray | None = None,
+        activity_loss: Any = None,
+        active_reg_lambda: float = 1.0,
+    ) -> JXArray:
+        r"""``loss + reg_lambda * regularization_loss (+ active_reg_lambda * activity)``."""
+        total = self.loss(y_true, y_pred) + reg_lambda * self.regularization_loss(buffer)
+        if activity_loss is not None:
+            total = total + active_reg_lambda * activity_loss
+        return total
+
+    # ------------------------------------------------------------- forward pass
+    @abstractmethod
+    def _predict_kernel(
+        self,
+        X: Any,
+        buffer: JXArray,
+        rng_key: JXArray | None = None,
+        mode: PredictMode = PredictMode.INFERENCE,
+    ) -> Any:
+        """The forward pass: predictions for ``X`` with parameters read from ``buffer``."""
+
+    def predict(self, X: Any, **kwargs: Any) -> JXArray:
+        """Predictions for ``X`` in inference mode (compiled once per input shape).
+
+        Array keyword arguments are traced; other keyword arguments are static and
+        must be hashable.
+        """
+        from miniml.predict import predict_model
+
+        return predict_model(self, X, kwargs)
+
+    def __call__(self, X: Any, **kwargs: Any) -> JXArray:
+        """Same as `predict`."""
+        return self.predict(X, **kwargs)
+
+    # ------------------------------------------------------------------ fitting
+    def _pre_fit(self, X: Any, y: Any) -> set[str]:
+        """Set some parameters from the data before fitting; return their names.
+
+        The returned parameters stay fixed during the optimization. Override it;
+        the default fixes nothing.
+        """
+        return set()
+
+    def fit(
+        self,
+        X: Any,
+        y: Any,
+        reg_lambda: float = 1.0,
+        optimizer: MiniMLOptimizer | None = None,
+        **options: Any,
+    ) -> FitResult:
+        """Fit the parameters by minimizing the total loss on ``(X, y)``.
+
+        Args:
+            X: inputs: an array, or a tuple/dict of arrays with a common first axis.
+            y: targets with the same number of samples.
+            reg_lambda: the global regularization strength :math:`\\lambda`.
+            optimizer: defaults to ``ScipyOptimizer("L-BFGS-B")``.
+            **options: see `miniml.fitting.fit_model` (``active_reg_lambda``,
+                ``predict_kwargs``, ``seed``, ...).
+
+        Returns:
+            A `FitResult`; the model holds the fitted parameters.
+        """
+        from miniml.fitting import fit_model
+
+        return fit_model(self, X, y, reg_lambda=reg_lambda, optimizer=optimizer, **options)
+
+    # -------------------------------------------------------------- persistence
+    def save(self, path: str | Path, state_only: bool = False) -> None:
+        """Save the model to a ``.npz`` file (safe format, atomic write)."""
+        from miniml.io import save_model
+
+        save_model(self, path, state_only=state_only)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Self:
+        """Rebuild a model saved with `save` (same class) and load its parameters."""
+        from miniml.io import load_model
+
+        return load_model(cls, path)
+
+    def load_state(self, path: str | Path) -> None:
+        """Load parameters saved by `save` into this (already built) model."""
+        from miniml.io import load_state
+
+        load_state(self, path)
+
+    def __repr__(self) -> str:
+        if not vars(self).get("_miniml_initialized", False):
+            return f"{type(self).__name__}(<not initialized>)"
+        return f"{type(self).__name__}(n_params={self._size}, dtype={self._dtype.name})"
+
+
+class MiniMLModelList:
+    """An ordered container of child models; elements are named ``<attr>.<index>``."""
+
+    def __init__(self, models: Iterable[MiniMLModel]) -> None:
+        items = list(models)
+        for i, item in enumerate(items):
+            if not isinstance(item, MiniMLModel):
+                raise MiniMLError(
+                    f"MiniMLModelList: element {i} is a {type(item).__name__}, expected a "
+                    "MiniMLModel. Put parameters in a MiniMLParamList."
+                )
+        self._contents = items
+
+    @property
+    def contents(self) -> list[MiniMLModel]:
+        """The models, in order."""
+        return list(self._contents)
+
+    def __getitem__(self, index: int) -> MiniMLModel:
+        return self._contents[index]
+
+    def __len__(self) -> int:
+        return len(self._contents)
+
+    def __iter__(self) -> Iterator[MiniMLModel]:
+        return iter(self._contents)
+
+    def __repr__(self) -> str:
+        return f"MiniMLModelList({self._contents!r})"
+
+
+_MEMBER_TYPES = (MiniMLParam, MiniMLModel, MiniMLParamList, MiniMLModelList)
+
+
+def _holds_members(value: Any, depth: int = 0) -> bool:
+    if depth > 3:
+        return False
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list | tuple | set | frozenset):
+        return any(isinstance(v, _MEMBER_TYPES) or _holds_members(v, depth + 1) for v in value)
+    return False

@@ -1,0 +1,200 @@
+"""The optimizer protocol: what an optimizer receives (`Problem`) and returns.
+
+To write a custom optimizer, subclass `MiniMLOptimizer` and implement
+``minimize(problem) -> OptimizerResult``. The problem is a pure function of one flat
+parameter vector; an optimizer never touches the model::
+
+    class GradientDescent(MiniMLOptimizer):
+        def __init__(self, learning_rate=1e-3, steps=100):
+            self.learning_rate, self.steps = learning_rate, steps
+
+        def minimize(self, problem):
+            x = problem.x0.copy()
+            for _ in range(self.steps):
+                f, g = problem.fun_and_grad(x)
+                x -= self.learning_rate * g
+            return OptimizerResult(x=x, fun=problem.fun(x), success=True,
+                                   message="done", n_iterations=self.steps)
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+
+from miniml.objective import Hyper, Objective
+
+__all__ = [
+    "FitOptions",
+    "FitResult",
+    "MiniMLOptimResult",
+    "MiniMLOptimizer",
+    "OptimizerResult",
+    "Problem",
+    "TrainableSlice",
+]
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """Options of `MiniMLModel.fit` that concern how an optimizer walks the data.
+
+    Attributes:
+        epochs: passes over the data (stochastic optimizers); None means the
+            optimizer's default.
+        batch_size: samples per step (stochastic optimizers); None means full batch.
+        shuffle: reshuffle the samples every epoch.
+        seed: seeds shuffling and the forward pass's random keys.
+    """
+
+    epochs: int | None = None
+    batch_size: int | None = None
+    shuffle: bool = True
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class TrainableSlice:
+    """Where one trainable parameter sits inside the problem's flat vector."""
+
+    name: str
+    shape: tuple[int, ...]
+    start: int
+
+    @property
+    def stop(self) -> int:
+        return self.start + math.prod(self.shape)
+
+
+class Problem:
+    """A minimization problem over a flat float vector, as optimizers see it.
+
+    The host-level methods (`fun`, `fun_and_grad`, `hessp`, `hess`) take and return
+    float64 numpy arrays, ready for SciPy. `objective` and `args` give compiled
+    optimizers the pure JAX functions: ``objective.value_and_grad(theta, *args)``.
+    Evaluation counts are kept in `n_fun`, `n_grad`, `n_hessp` and `n_hess`.
+    """
+
+    def __init__(
+        self,
+        objective: Objective,
+        x0: np.ndarray,
+        base: Any,
+        data: Any,
+        hyper: Hyper,
+        layout: list[TrainableSlice],
+        n_samples: int,
+        options: FitOptions | None = None,
+    ) -> None:
+        self.objective = objective
+        self.x0 = np.asarray(x0)
+        self.dtype = self.x0.dtype
+        self.args = (base, data, hyper)
+        self.layout = layout
+        self.n_samples = n_samples
+        self.options = options or FitOptions()
+        self.n_fun = self.n_grad = self.n_hessp = self.n_hess = 0
+
+    @property
+    def size(self) -> int:
+        """Number of trainable scalars."""
+        return int(self.x0.size)
+
+    def _theta(self, x: np.ndarray) -> Any:
+        return jnp.asarray(x, self.dtype)
+
+    def fun(self, x: np.ndarray) -> float:
+        """The objective's value at ``x``."""
+        self.n_fun += 1
+        return float(self.objective.value(self._theta(x), *self.args))
+
+    def fun_and_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        """Value and gradient at ``x`` from one fused evaluation."""
+        self.n_fun += 1
+        self.n_grad += 1
+        value, grad = self.objective.value_and_grad(self._theta(x), *self.args)
+        return float(value), np.asarray(grad, np.float64)
+
+    def hessp(self, x: np.ndarray, vector: np.ndarray) -> np.ndarray:
+        """Hessian-vector product at ``x`` (forward-over-reverse)."""
+        self.n_hessp += 1
+        out = self.objective.hvp(self._theta(x), self._theta(vector), *self.args)
+        return np.asarray(out, np.float64)
+
+    def hess(self, x: np.ndarray) -> np.ndarray:
+        """Dense Hessian at ``x``; costs ``size`` Hessian-vector products."""
+        self.n_hess += 1
+        return np.asarray(self.objective.hessian(self._theta(x), *self.args), np.float64)
+
+
+@dataclass
+class OptimizerResult:
+    """What `MiniMLOptimizer.minimize` returns, in the problem's vector space."""
+
+    x: np.ndarray
+    fun: float
+    success: bool
+    message: str
+    n_iterations: int = 0
+    n_function_evaluations: int = 0
+    n_jacobian_evaluations: int = 0
+    n_hessian_evaluations: int = 0
+    status: int | None = None
+
+
+class MiniMLOptimizer(ABC):
+    """Base class of every optimizer accepted by `MiniMLModel.fit`."""
+
+    @abstractmethod
+    def minimize(self, problem: Problem) -> OptimizerResult:
+        """Minimize ``problem`` starting from ``problem.x0``."""
+
+    @property
+    def name(self) -> str:
+        """A short label for tables and histories."""
+        return type(self).__name__
+
+
+@dataclass
+class FitResult:
+    """The outcome of `MiniMLModel.fit`.
+
+    Attributes:
+        success: whether the optimizer reported convergence.
+        message: the optimizer's explanation.
+        objective_value: the final total objective (loss + penalties).
+        n_iterations: optimizer iterations.
+        n_function_evaluations: objective evaluations.
+        n_jacobian_evaluations: gradient evaluations.
+        n_hessian_evaluations: Hessian or Hessian-vector product evaluations.
+        x_opt: the model's whole parameter buffer after the fit.
+        status: the optimizer's status code, if it has one.
+        optimizer: the optimizer's label.
+        history: per-iteration records, when collected.
+    """
+
+    success: bool
+    message: str
+    objective_value: float
+    n_iterations: int
+    n_function_evaluations: int
+    n_jacobian_evaluations: int
+    n_hessian_evaluations: int
+    x_opt: Any
+    status: int | None = None
+    optimizer: str = ""
+    history: Any = field(default=None, repr=False)
+
+    @property
+    def loss(self) -> float:
+        """The final objective value (same as `objective_value`)."""
+        return self.objective_value
+
+
+MiniMLOptimResult = FitResult
+"""MiniML's name for the fit result."""

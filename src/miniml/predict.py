@@ -1,0 +1,80 @@
+"""The compiled inference path behind `MiniMLModel.predict`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import jax
+import numpy as np
+
+from miniml.data import as_data, describe, signature_of
+from miniml.errors import MiniMLError
+
+if TYPE_CHECKING:
+    from miniml.model import MiniMLModel
+
+__all__ = ["compiled_predict", "predict_model", "split_kwargs"]
+
+
+def split_kwargs(kwargs: dict[str, Any], where: str) -> tuple[dict[str, Any], tuple]:
+    """Split forward-pass keyword arguments into traced arrays and static values."""
+    dynamic: dict[str, Any] = {}
+    static: list[tuple[str, Any]] = []
+    for name, value in sorted(kwargs.items()):
+        if isinstance(value, jax.Array | np.ndarray):
+            dynamic[name] = value
+            continue
+        try:
+            hash(value)
+        except TypeError as err:
+            raise MiniMLError(
+                f"{where}: keyword argument {name!r} of type {type(value).__name__} is "
+                "neither an array (traced) nor hashable (static); pass an array or a "
+                "hashable value such as a tuple."
+            ) from err
+        static.append((name, value))
+    return dynamic, tuple(static)
+
+
+def compiled_predict(model: MiniMLModel, static: tuple) -> Callable[..., Any]:
+    """The jitted inference function of ``model`` for these static keyword arguments."""
+    from miniml.model import PredictMode, split_kernel_output
+
+    key = ("predict", static)
+    fn = model._compiled.get(key)
+    if fn is None:
+        static_kwargs = dict(static)
+
+        def predict(buffer: jax.Array, X: Any, dynamic: dict[str, Any]) -> Any:
+            out = model._predict_kernel(
+                X, buffer, rng_key=None, mode=PredictMode.INFERENCE, **dynamic, **static_kwargs
+            )
+            return split_kernel_output(out)[0]
+
+        fn = jax.jit(predict)
+        model._compiled[key] = fn
+    return fn
+
+
+def predict_model(model: MiniMLModel, X: Any, kwargs: dict[str, Any]) -> Any:
+    where = f"{type(model).__name__}.predict"
+    model._require_bound("predict")
+    data, _ = as_data(X, "X", where, model.dtype)
+    expected = vars(model).get("_miniml_input_signature")
+    if expected is not None and signature_of(data) != expected[0]:
+        raise MiniMLError(
+            f"{where}: the model was fitted on X like {expected[1]} (shapes after the "
+            f"sample axis must match), but got X like {describe(data)}."
+        )
+    dynamic, static = split_kwargs(kwargs, where)
+    fn = compiled_predict(model, static)
+    try:
+        return fn(model.get_buffer(copy=False), data, dynamic)
+    except MiniMLError:
+        raise
+    except Exception as err:
+        raise MiniMLError(
+            f"{where}: the forward pass failed for X like {describe(data)}: "
+            f"{type(err).__name__}: {err}"
+        ) from err
