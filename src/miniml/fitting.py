@@ -202,7 +202,18 @@ def fit_model(
     )
     base = None if trainable is None else buffer
     options = _fit_options(epochs, batch_size, shuffle, seed, n_x, where)
-    problem = Problem(objective, x0, base, (X_data, y_data), hyper, layout, n_x, options)
+    reduction = getattr(model.loss_function, "reduction", None)
+    problem = Problem(
+        objective,
+        x0,
+        base,
+        (X_data, y_data),
+        hyper,
+        layout,
+        n_x,
+        options,
+        loss_reduction=reduction if reduction in ("sum", "mean") else None,
+    )
     outcome = optimizer.minimize(problem)
 
     theta = jnp.asarray(np.asarray(outcome.x), dtype)

@@ -47,16 +47,21 @@ class Objective:
     """Compiled functions of one model for one set of trainable parameters.
 
     Attributes:
+        raw_value: the un-jitted ``value(theta, base, data, hyper)``, for optimizers
+            that compile whole loops around it.
         value: ``value(theta, base, data, hyper) -> scalar``.
         value_and_grad: fused value and gradient (one pass).
         hvp: ``hvp(theta, vector, base, data, hyper)``, forward-over-reverse.
         hessian: dense Hessian (only built when a method asks for it).
+        cache: a dict where optimizers keep compiled loops built on this objective.
     """
 
     def __init__(
         self, model: MiniMLModel, trainable: np.ndarray | None, static: tuple[Any, ...]
     ) -> None:
         self.trainable = trainable
+        # Optimizers keep their compiled loops here, so they share the objective's life.
+        self.cache: dict[Any, Any] = {}
         value = _objective_function(model, trainable, dict(static))
         grad = jax.grad(value)
 

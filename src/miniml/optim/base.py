@@ -78,6 +78,15 @@ class Problem:
     float64 numpy arrays, ready for SciPy. `objective` and `args` give compiled
     optimizers the pure JAX functions: ``objective.value_and_grad(theta, *args)``.
     Evaluation counts are kept in `n_fun`, `n_grad`, `n_hessp` and `n_hess`.
+
+    Attributes:
+        x0: the starting point (trainable parameters, the model's dtype).
+        args: ``(base, data, hyper)``: the frozen-parameter buffer (or None), the data
+            ``(X, y)`` and the `Hyper` values.
+        layout: where each trainable parameter sits in the vector.
+        n_samples: number of samples in ``data``.
+        options: the `FitOptions` of the fit (epochs, batch_size, shuffle, seed).
+        loss_reduction: ``"sum"``, ``"mean"`` or None (undeclared) for the data loss.
     """
 
     def __init__(
@@ -90,6 +99,7 @@ class Problem:
         layout: list[TrainableSlice],
         n_samples: int,
         options: FitOptions | None = None,
+        loss_reduction: str | None = None,
     ) -> None:
         self.objective = objective
         self.x0 = np.asarray(x0)
@@ -98,12 +108,48 @@ class Problem:
         self.layout = layout
         self.n_samples = n_samples
         self.options = options or FitOptions()
+        # "sum", "mean", or None when the model's loss does not declare its reduction.
+        self.loss_reduction = loss_reduction
+        # Set by the fit driver: records history, validation and callbacks.
+        self.monitor: Any = None
+        self.last_evaluation: tuple[np.ndarray, np.ndarray] | None = None
         self.n_fun = self.n_grad = self.n_hessp = self.n_hess = 0
 
     @property
     def size(self) -> int:
         """Number of trainable scalars."""
         return int(self.x0.size)
+
+    def report_iteration(
+        self,
+        x: Any,
+        fun: float,
+        grad_norm: float | None = None,
+        learning_rate: float | None = None,
+        n_iterations: int | None = None,
+        step_losses: Any = None,
+    ) -> bool:
+        """Tell the fit that one iteration (SciPy path) or epoch (stochastic path) ended.
+
+        Every optimizer calls this once per iteration or epoch, on the host, with the
+        accepted point ``x`` and its objective ``fun``. The fit records history, runs
+        validation and callbacks here. Returns True when the fit must stop (a callback
+        or early stopping asked for it); the optimizer then returns at once with
+        ``x`` as its result.
+        """
+        if self.monitor is None:
+            return False
+        return bool(
+            self.monitor(
+                x=x,
+                fun=fun,
+                grad_norm=grad_norm,
+                learning_rate=learning_rate,
+                n_iterations=n_iterations,
+                step_losses=step_losses,
+                counts=(self.n_fun, self.n_grad, self.n_hessp + self.n_hess),
+            )
+        )
 
     def _theta(self, x: np.ndarray) -> Any:
         return jnp.asarray(x, self.dtype)
@@ -118,7 +164,16 @@ class Problem:
         self.n_fun += 1
         self.n_grad += 1
         value, grad = self.objective.value_and_grad(self._theta(x), *self.args)
-        return float(value), np.asarray(grad, np.float64)
+        result = float(value), np.asarray(grad, np.float64)
+        self.last_evaluation = (np.array(x, copy=True), result[1])
+        return result
+
+    def grad_norm_at(self, x: np.ndarray) -> float | None:
+        """The gradient norm at ``x`` if the last evaluation was there, else None."""
+        last = self.last_evaluation
+        if last is None or last[0].shape != np.shape(x) or not np.array_equal(last[0], x):
+            return None
+        return float(np.linalg.norm(last[1]))
 
     def hessp(self, x: np.ndarray, vector: np.ndarray) -> np.ndarray:
         """Hessian-vector product at ``x`` (forward-over-reverse)."""

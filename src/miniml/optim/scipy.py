@@ -184,13 +184,21 @@ class _AcceptedIterates:
         self.x = np.asarray(problem.x0, np.float64).copy()
         self.fun: float | None = None
         self.count = 0
+        self.stopped = False
 
     def record(self, intermediate_result: scipy.optimize.OptimizeResult) -> None:
         x = np.asarray(intermediate_result.x, np.float64)
         fun = float(getattr(intermediate_result, "fun", np.nan))
         self.count += 1
-        if np.all(np.isfinite(x)) and math.isfinite(fun):
-            self.x, self.fun = x.copy(), fun
+        if not (np.all(np.isfinite(x)) and math.isfinite(fun)):
+            return
+        self.x, self.fun = x.copy(), fun
+        stop = self.problem.report_iteration(
+            x=self.x, fun=fun, grad_norm=self.problem.grad_norm_at(x), n_iterations=self.count
+        )
+        if stop:
+            self.stopped = True
+            raise StopIteration
 
     def finish(self, res: scipy.optimize.OptimizeResult, method: str) -> OptimizerResult:
         problem = self.problem
@@ -206,6 +214,9 @@ class _AcceptedIterates:
                 f"keeps the last finite iterate (objective {fun:.6g}). SciPy said: {message}"
             )
             warnings.warn(message, NonFiniteWarning, stacklevel=4)
+        elif self.stopped:
+            x, fun = self.x, float(self.fun if self.fun is not None else fun)
+            success, message = False, "Stopped by a callback."
         elif not success:
             warnings.warn(f"{method} did not converge: {message}", ConvergenceWarning, stacklevel=4)
         n_hess = int(getattr(res, "nhev", 0) or (problem.n_hessp + problem.n_hess))
