@@ -239,11 +239,20 @@ def save_model(model: MiniMLModel, path: str | Path, state_only: bool = False) -
 
 def _read(path: str | Path, where: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        # Opening the file ourselves guarantees it is closed when numpy fails midway.
+        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
     except FileNotFoundError:
         raise
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as err:
+    except (
+        OSError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        zipfile.BadZipFile,
+        EOFError,
+        KeyError,
+    ) as err:
         raise MiniMLError(
             f"{where}: {str(path)!r} is not a readable MiniML model file (truncated or "
             f"corrupted?): {type(err).__name__}: {err}"

@@ -101,6 +101,15 @@ def _check_same_shape(
         )
 
 
+def _shape_validator(loss_name: str) -> Callable[[Any, tuple[int, ...], str], None]:
+    """The boundary check of a loss that needs y and predictions of equal shape."""
+
+    def validate(y_true: Any, y_pred_shape: tuple[int, ...], where: str) -> None:
+        _check_same_shape(np.shape(y_true), y_pred_shape, where, loss_name)
+
+    return validate
+
+
 def _same_shape_in_trace(y_true: JXArray, y_pred: JXArray, name: str) -> None:
     if jnp.shape(y_true) != jnp.shape(y_pred):
         _check_same_shape(jnp.shape(y_true), jnp.shape(y_pred), name, name)
@@ -116,6 +125,7 @@ def squared_error_loss(y_true: JXArray, y_pred: JXArray) -> JXArray:
 
 
 squared_error_loss.reduction = "sum"  # type: ignore[attr-defined]
+squared_error_loss.validate = _shape_validator("squared_error_loss")  # type: ignore[attr-defined]
 
 
 def mean_squared_error_loss(y_true: JXArray, y_pred: JXArray) -> JXArray:
@@ -130,6 +140,7 @@ def mean_squared_error_loss(y_true: JXArray, y_pred: JXArray) -> JXArray:
 
 
 mean_squared_error_loss.reduction = "mean"  # type: ignore[attr-defined]
+mean_squared_error_loss.validate = _shape_validator("mean_squared_error_loss")  # type: ignore[attr-defined]
 
 
 def cross_entropy_loss(y_true: JXArray, y_pred: JXArray) -> JXArray:
@@ -147,6 +158,7 @@ def cross_entropy_loss(y_true: JXArray, y_pred: JXArray) -> JXArray:
 
 
 cross_entropy_loss.reduction = "sum"  # type: ignore[attr-defined]
+cross_entropy_loss.validate = _shape_validator("cross_entropy_loss")  # type: ignore[attr-defined]
 
 
 class CrossEntropyLogLoss(LossFunctionBase):

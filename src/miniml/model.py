@@ -137,10 +137,10 @@ class MiniMLModel(ABC):
                 f"got {loss!r}."
             )
         self._loss_f = loss
-        own_params, children = self._discover_members(where)
-        self._children = children
+        members = self._discover_members(where)
+        self._children = [(n, m) for n, m in members if isinstance(m, MiniMLModel)]
         layout: list[tuple[str, MiniMLParam]] = []
-        for name, member in own_params + [(n, c) for n, c in children]:
+        for name, member in members:
             if isinstance(member, MiniMLParam):
                 layout.append((name, member))
             else:
@@ -158,22 +158,18 @@ class MiniMLModel(ABC):
         self._miniml_initialized = True
 
     # ----------------------------------------------------------------- structure
-    def _discover_members(
-        self, where: str
-    ) -> tuple[list[tuple[str, MiniMLParam]], list[tuple[str, MiniMLModel]]]:
-        params: list[tuple[str, MiniMLParam]] = []
-        children: list[tuple[str, MiniMLModel]] = []
+    def _discover_members(self, where: str) -> list[tuple[str, MiniMLParam | MiniMLModel]]:
+        """Parameters and child models in attribute-assignment order."""
+        members: list[tuple[str, MiniMLParam | MiniMLModel]] = []
         for name, value in list(vars(self).items()):
             if name.startswith("_miniml_"):
                 continue
-            if isinstance(value, MiniMLParam):
-                params.append((name, value))
-            elif isinstance(value, MiniMLModel):
-                children.append((name, value))
+            if isinstance(value, MiniMLParam | MiniMLModel):
+                members.append((name, value))
             elif isinstance(value, MiniMLParamList):
-                params.extend((f"{name}.{i}", p) for i, p in enumerate(value))
+                members.extend((f"{name}.{i}", p) for i, p in enumerate(value))
             elif isinstance(value, MiniMLModelList):
-                children.extend((f"{name}.{i}", m) for i, m in enumerate(value))
+                members.extend((f"{name}.{i}", m) for i, m in enumerate(value))
             elif _holds_members(value):
                 raise MiniMLError(
                     f"{where}: attribute {name!r} is a plain {type(value).__name__} that "
@@ -181,7 +177,7 @@ class MiniMLModel(ABC):
                     "Wrap parameters in MiniMLParamList([...]) and models in "
                     "MiniMLModelList([...])."
                 )
-        return params, children
+        return members
 
     @staticmethod
     def _check_unique(layout: list[tuple[str, MiniMLParam]], where: str) -> None:
@@ -227,8 +223,10 @@ class MiniMLModel(ABC):
             )
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if getattr(self, "_miniml_initialized", False) and isinstance(
-            value, MiniMLParam | MiniMLModel | MiniMLParamList | MiniMLModelList
+        if (
+            getattr(self, "_miniml_initialized", False)
+            and not name.startswith("_miniml_")
+            and isinstance(value, MiniMLParam | MiniMLModel | MiniMLParamList | MiniMLModelList)
         ):
             raise MiniMLError(
                 f"{type(self).__name__}: cannot add {type(value).__name__} {name!r} after "

@@ -112,7 +112,7 @@ class Problem:
         self.loss_reduction = loss_reduction
         # Set by the fit driver: records history, validation and callbacks.
         self.monitor: Any = None
-        self.last_evaluation: tuple[np.ndarray, np.ndarray] | None = None
+        self.last_evaluation: tuple[np.ndarray, float, np.ndarray] | None = None
         self.n_fun = self.n_grad = self.n_hessp = self.n_hess = 0
 
     @property
@@ -165,15 +165,22 @@ class Problem:
         self.n_grad += 1
         value, grad = self.objective.value_and_grad(self._theta(x), *self.args)
         result = float(value), np.asarray(grad, np.float64)
-        self.last_evaluation = (np.array(x, copy=True), result[1])
+        self.last_evaluation = (np.array(x, copy=True), result[0], result[1])
         return result
+
+    def value_at(self, x: np.ndarray) -> float:
+        """The objective at ``x``, reusing the last evaluation when it was there."""
+        last = self.last_evaluation
+        if last is not None and last[0].shape == np.shape(x) and np.array_equal(last[0], x):
+            return last[1]
+        return self.fun(x)
 
     def grad_norm_at(self, x: np.ndarray) -> float | None:
         """The gradient norm at ``x`` if the last evaluation was there, else None."""
         last = self.last_evaluation
         if last is None or last[0].shape != np.shape(x) or not np.array_equal(last[0], x):
             return None
-        return float(np.linalg.norm(last[1]))
+        return float(np.linalg.norm(last[2]))
 
     def hessp(self, x: np.ndarray, vector: np.ndarray) -> np.ndarray:
         """Hessian-vector product at ``x`` (forward-over-reverse)."""

@@ -186,9 +186,14 @@ class _AcceptedIterates:
         self.count = 0
         self.stopped = False
 
-    def record(self, intermediate_result: scipy.optimize.OptimizeResult) -> None:
-        x = np.asarray(intermediate_result.x, np.float64)
-        fun = float(getattr(intermediate_result, "fun", np.nan))
+    def record(self, intermediate_result: Any) -> None:
+        # Most methods pass an OptimizeResult; TNC, COBYLA and trust-krylov pass x only.
+        if isinstance(intermediate_result, scipy.optimize.OptimizeResult):
+            x = np.asarray(intermediate_result.x, np.float64)
+            fun = float(getattr(intermediate_result, "fun", np.nan))
+        else:
+            x = np.asarray(intermediate_result, np.float64)
+            fun = self.problem.value_at(x)
         self.count += 1
         if not (np.all(np.isfinite(x)) and math.isfinite(fun)):
             return

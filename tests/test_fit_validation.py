@@ -1,0 +1,166 @@
+"""Bad inputs to fit and predict fail early with messages that say what to do."""
+
+import numpy as np
+import pytest
+
+from miniml import MiniMLError, MiniMLModel, MiniMLParam
+from miniml.loss import CrossEntropyLogLoss
+from miniml.optim import ScipyOptimizer
+from tests.models import LinearModel
+
+rng = np.random.default_rng(0)
+X = rng.normal(size=(20, 3))
+Y = rng.normal(size=(20, 1))
+
+
+def fitted():
+    model = LinearModel(3, 1)
+    model.randomize(seed=0)
+    return model
+
+
+@pytest.mark.parametrize(
+    "X_bad, y_bad, match",
+    [
+        (X, Y[:10], "X has 20 samples but y has 10"),
+        (X[:, :2], Y, "forward pass failed"),
+        (np.where(X > 1.5, np.nan, X), Y, "NaN or infinite"),
+        (X, np.full_like(Y, np.inf), "NaN or infinite"),
+        (X[:0], Y[:0], "empty"),
+        (np.array([["a", "b", "c"]] * 20), Y, "expected numbers"),
+        ([[1.0, 2.0, 3.0], [1.0, 2.0]], Y[:2], "Ragged"),
+        (X, Y.ravel(), r"y.reshape\(-1, 1\)"),
+        (None, Y, "X is None"),
+        (np.float64(3.0), Y, "scalar"),
+    ],
+    ids=[
+        "sample-count",
+        "feature-count",
+        "nan-X",
+        "inf-y",
+        "empty",
+        "strings",
+        "ragged",
+        "y-shape",
+        "none",
+        "scalar",
+    ],
+)
+def test_fit_rejects_bad_data(X_bad, y_bad, match):
+    with pytest.raises(MiniMLError, match=match) as info:
+        fitted().fit(X_bad, y_bad)
+    assert "LinearModel.fit" in str(info.value)
+
+
+@pytest.mark.parametrize("reg_lambda", [-1.0, float("nan"), "strong"])
+def test_fit_rejects_bad_reg_lambda(reg_lambda):
+    with pytest.raises(MiniMLError, match="reg_lambda"):
+        fitted().fit(X, Y, reg_lambda=reg_lambda)
+
+
+def test_fit_rejects_non_optimizers():
+    with pytest.raises(MiniMLError, match="optimizer must be"):
+        fitted().fit(X, Y, optimizer="L-BFGS-B")
+
+
+def test_stochastic_options_are_refused_by_scipy_methods():
+    with pytest.raises(MiniMLError, match="stochastic optimizers"):
+        fitted().fit(X, Y, optimizer=ScipyOptimizer(), epochs=3)
+
+
+def test_model_without_loss_cannot_be_fitted():
+    class NoLoss(MiniMLModel):
+        def __init__(self):
+            self.w = MiniMLParam((3, 1))
+            super().__init__(loss=None)
+
+        def _predict_kernel(self, X, buffer):
+            return X @ self.w(buffer)
+
+    model = NoLoss()
+    model.bind()
+    with pytest.raises(MiniMLError, match="has no loss"):
+        model.fit(X, Y)
+    with pytest.raises(MiniMLError, match="loss=None"):
+        model.loss(Y, Y)
+
+
+def test_model_without_parameters_cannot_be_fitted():
+    class Empty(MiniMLModel):
+        def __init__(self):
+            super().__init__()
+
+        def _predict_kernel(self, X, buffer):
+            return X[:, :1]
+
+    with pytest.raises(MiniMLError, match="no parameters"):
+        Empty().fit(X, Y)
+
+
+def test_fit_on_an_unbound_model_starts_from_zeros():
+    model = LinearModel(3, 1)
+    model.fit(X, Y, reg_lambda=0.0)
+    expected = np.linalg.lstsq(np.c_[X, np.ones(20)], Y, rcond=None)[0]
+    np.testing.assert_allclose(np.asarray(model.W.value), expected[:3], rtol=1e-6)
+
+
+def test_pre_fit_must_name_real_parameters():
+    class Bad(LinearModel):
+        def _pre_fit(self, X, y):
+            return {"bias"}
+
+    model = Bad(3, 1)
+    model.bind()
+    with pytest.raises(MiniMLError, match=r"unknown parameter names \['bias'\]"):
+        model.fit(X, Y)
+
+
+def test_labels_out_of_range_are_rejected():
+    model = LinearModel(3, 2, loss=CrossEntropyLogLoss(expect_labels=True))
+    model.randomize(seed=0)
+    labels = np.array([0, 1, 2] * 6 + [0, 1])
+    with pytest.raises(MiniMLError, match=r"\[0, 2\)"):
+        model.fit(X, labels)
+
+
+def test_predict_checks_trailing_shape_after_fit():
+    model = fitted()
+    model.fit(X, Y)
+    with pytest.raises(MiniMLError, match="fitted on X like"):
+        model.predict(np.ones((4, 5)))
+    assert model.predict(np.ones((4, 3))).shape == (4, 1)
+
+
+def test_tuple_and_dict_inputs_share_the_sample_axis():
+    class TwoInputs(MiniMLModel):
+        def __init__(self):
+            self.a = MiniMLParam((1,))
+            super().__init__()
+
+        def _predict_kernel(self, X, buffer):
+            return (X["u"] + X["v"]) * self.a(buffer)
+
+    model = TwoInputs()
+    model.bind()
+    u, v = rng.normal(size=(20, 1)), rng.normal(size=(20, 1))
+    model.fit({"u": u, "v": v}, 2 * (u + v), reg_lambda=0.0)
+    assert float(model.a.value[0]) == pytest.approx(2.0, rel=1e-8)
+    with pytest.raises(MiniMLError, match="share their first"):
+        model.fit({"u": u, "v": v[:5]}, u)
+
+
+def test_integer_inputs_are_kept_integer():
+    class Lookup(MiniMLModel):
+        def __init__(self):
+            self.table = MiniMLParam((4,))
+            super().__init__()
+
+        def _predict_kernel(self, X, buffer):
+            assert X.dtype.kind == "i"
+            return self.table(buffer)[X]
+
+    model = Lookup()
+    model.bind()
+    ids = np.array([0, 1, 2, 3, 1, 2])
+    model.fit(ids, np.array([1.0, 2.0, 3.0, 4.0, 2.0, 3.0]), reg_lambda=0.0)
+    np.testing.assert_allclose(np.asarray(model.table.value), [1, 2, 3, 4], rtol=1e-5)

@@ -1,0 +1,300 @@
+"""Model structure: discovery, naming, layout order, containers and misuse errors."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from miniml import (
+    MiniMLError,
+    MiniMLModel,
+    MiniMLModelList,
+    MiniMLParam,
+    MiniMLParamList,
+    PredictKernelOutput,
+    PredictMode,
+)
+from miniml.loss import LNormRegularization
+
+
+class Affine(MiniMLModel):
+    def __init__(self, n_in, n_out):
+        self.W = MiniMLParam((n_in, n_out), reg_loss=LNormRegularization(2))
+        self.b = MiniMLParam((n_out,))
+        super().__init__()
+
+    def _predict_kernel(self, X, buffer):
+        return X @ self.W(buffer) + self.b(buffer)
+
+
+class TwoLayer(MiniMLModel):
+    def __init__(self):
+        self.first = Affine(3, 4)
+        self.scale = MiniMLParam((1,))
+        self.blocks = MiniMLModelList([Affine(4, 4), Affine(4, 2)])
+        self.extra = MiniMLParamList([MiniMLParam((2,)), MiniMLParam((1,))])
+        super().__init__()
+
+    def _predict_kernel(self, X, buffer, rng_key=None, mode=PredictMode.INFERENCE):
+        h = jnp.tanh(self.first._predict_kernel(X, buffer, rng_key=rng_key, mode=mode))
+        for block in self.blocks:
+            h = jnp.tanh(block._predict_kernel(h, buffer, rng_key=rng_key, mode=mode))
+        return h * self.scale(buffer) + self.extra[0](buffer)
+
+
+def test_names_follow_assignment_order_depth_first():
+    m = TwoLayer()
+    assert m.param_names == [
+        "first.W", "first.b", "scale",
+        "blocks.0.W", "blocks.0.b", "blocks.1.W", "blocks.1.b",
+        "extra.0", "extra.1",
+    ]  # fmt: skip
+    sizes = [12, 4, 1, 16, 4, 8, 2, 2, 1]
+    assert m.size == sum(sizes)
+    offsets = [p.offset for p in m.params.values()]
+    assert offsets == list(np.cumsum([0, *sizes[:-1]]))
+
+
+def test_layout_does_not_depend_on_attribute_names():
+    class A(MiniMLModel):
+        def __init__(self):
+            self.zeta = MiniMLParam((2,))
+            self.alpha = MiniMLParam((3,))
+            super().__init__()
+
+        def _predict_kernel(self, X, buffer):
+            return X
+
+    class B(MiniMLModel):
+        def __init__(self):
+            self.first = MiniMLParam((2,))
+            self.second = MiniMLParam((3,))
+            super().__init__()
+
+        def _predict_kernel(self, X, buffer):
+            return X
+
+    a, b = A(), B()
+    assert [p.shape for p in a.params.values()] == [p.shape for p in b.params.values()]
+    assert a.zeta.offset == 0 and a.alpha.offset == 2
+
+
+def test_plain_containers_of_params_are_rejected():
+    class Bad(MiniMLModel):
+        def __init__(self):
+            self.layers = [Affine(2, 2), Affine(2, 1)]
+            super().__init__()
+
+        def _predict_kernel(self, X, buffer):
+            return X
+
+    with pytest.raises(MiniMLError, match="MiniMLModelList"):
+        Bad()
+
+    class BadDict(MiniMLModel):
+        def __init__(self):
+            self.weights = {"a": MiniMLParam((2,))}
+            super().__init__()
+
+        def _predict_kernel(self, X, buffer):
+            return X
+
+    with pytest.raises(MiniMLError, match="MiniMLParamList"):
+        BadDict()
+
+
+def test_same_child_twice_is_rejected():
+    shared = Affine(2, 2)
+
+    class Twice(MiniMLModel):
+        def __init__(self):
+            self.a = shared
+            self.b = shared
+            super().__init__()
+
+        def _predict_kernel(self, X, buffer):
+            return X
+
+    with pytest.raises(MiniMLError, match="appears as"):
+        Twice()
+
+
+def test_child_of_another_model_is_rejected():
+    child = Affine(2, 2)
+
+    class Holder(MiniMLModel):
+        def __init__(self, c):
+            self.c = c
+            super().__init__()
+
+        def _predict_kernel(self, X, buffer):
+            return X
+
+    Holder(child)
+    with pytest.raises(MiniMLError, match="already belongs"):
+        Holder(child)
+
+
+def test_params_after_super_init_are_rejected():
+    m = Affine(2, 1)
+    with pytest.raises(MiniMLError, match="after super"):
+        m.extra = MiniMLParam((1,))
+
+
+def test_missing_super_init_gives_clear_error():
+    class Forgot(MiniMLModel):
+        def __init__(self):
+            self.a = MiniMLParam((1,))
+
+        def _predict_kernel(self, X, buffer):
+            return X
+
+    with pytest.raises(MiniMLError, match=r"super\(\).__init__\(\)"):
+        Forgot().randomize()
+
+
+def test_mixed_dtypes_are_rejected():
+    class Mixed(MiniMLModel):
+        def __init__(self):
+            self.a = MiniMLParam((1,), dtype=np.float32)
+            self.b = MiniMLParam((1,), dtype=np.float64)
+            super().__init__()
+
+        def _predict_kernel(self, X, buffer):
+            return X
+
+    with pytest.raises(MiniMLError, match="one dtype"):
+        Mixed()
+
+
+def test_randomize_is_deterministic_and_scaled():
+    class Scaled(MiniMLModel):
+        def __init__(self):
+            self.big = MiniMLParam((20000,), rnd_scale=3.0)
+            self.small = MiniMLParam((20000,), rnd_scale=0.01)
+            super().__init__()
+
+        def _predict_kernel(self, X, buffer):
+            return X
+
+    m1, m2 = Scaled(), Scaled()
+    m1.randomize(seed=7)
+    m2.randomize(seed=7)
+    np.testing.assert_array_equal(m1.get_buffer(), m2.get_buffer())
+    m2.randomize(seed=8)
+    assert not np.array_equal(m1.get_buffer(), m2.get_buffer())
+    assert np.std(np.asarray(m1.big.value)) == pytest.approx(3.0, rel=0.03)
+    assert np.std(np.asarray(m1.small.value)) == pytest.approx(0.01, rel=0.03)
+
+
+def test_bind_gives_zeros_and_keeps_child_values():
+    child = Affine(2, 1)
+    child.randomize(seed=1)
+    before = np.asarray(child.get_buffer())
+
+    class Holder(MiniMLModel):
+        def __init__(self, c):
+            self.bias = MiniMLParam((1,))
+            self.c = c
+            super().__init__()
+
+        def _predict_kernel(self, X, buffer):
+            return self.c._predict_kernel(X, buffer) + self.bias(buffer)
+
+    h = Holder(child)
+    h.bind()
+    np.testing.assert_array_equal(np.asarray(h.get_buffer())[1:], before)
+    assert float(h.bias.value[0]) == 0.0
+
+
+def test_get_set_params_by_name():
+    m = TwoLayer()
+    m.randomize(seed=0)
+    params = m.get_params()
+    assert set(params) == set(m.param_names)
+    m.set_params({"scale": jnp.array([2.5])})
+    assert float(m.scale.value[0]) == 2.5
+    with pytest.raises(MiniMLError, match="no parameter named"):
+        m.set_params({"nope": jnp.zeros(1)})
+    with pytest.raises(MiniMLError, match="shape"):
+        m.set_params({"scale": jnp.zeros(2)})
+
+
+def test_set_buffer_checks_shape_and_precision():
+    m = Affine(2, 1)
+    m.bind()
+    with pytest.raises(MiniMLError, match="flat buffer"):
+        m.set_buffer(np.zeros(4))
+    m32 = Affine(2, 1)
+    m32.bind()
+    m32.set_buffer(np.zeros(3, np.float32))  # widening is exact
+    assert m32.get_buffer().dtype == np.float64
+
+
+def test_regularization_scales_by_glob():
+    m = TwoLayer()
+    assert m.get_regularization_scales() == {
+        "first.W": 1.0, "blocks.0.W": 1.0, "blocks.1.W": 1.0,
+    }  # fmt: skip
+    changed = m.set_regularization_scale("blocks.*.W", 0.25)
+    assert changed == ["blocks.0.W", "blocks.1.W"]
+    assert m.get_regularization_scales()["blocks.1.W"] == 0.25
+    with pytest.raises(MiniMLError, match="matches no parameter"):
+        m.set_regularization_scale("missing*", 1.0)
+
+
+def test_short_and_long_kernel_forms_both_work():
+    class Short(MiniMLModel):
+        def __init__(self):
+            self.a = MiniMLParam((1,))
+            super().__init__()
+
+        def _predict_kernel(self, X, buffer):
+            return X * self.a(buffer)
+
+    m = Short()
+    m.bind()
+    m.set_buffer(jnp.array([2.0]))
+    out = m._predict_kernel(jnp.ones(2), m.get_buffer(), rng_key=jax.random.key(0),
+                            mode=PredictMode.TRAIN)  # fmt: skip
+    np.testing.assert_array_equal(out, [2.0, 2.0])
+    np.testing.assert_array_equal(m.predict(np.ones((2, 1))), [[2.0], [2.0]])
+
+
+def test_predict_needs_values():
+    with pytest.raises(MiniMLError, match="randomize"):
+        Affine(2, 1).predict(np.ones((3, 2)))
+
+
+def test_predict_does_not_recompile_when_values_change(count_compilations):
+    m = Affine(3, 2)
+    m.randomize(seed=0)
+    X = np.ones((5, 3))
+    m.predict(X)
+    with count_compilations() as c:
+        m.randomize(seed=1)
+        m.predict(X)
+        m.set_params({"b": jnp.ones(2)})
+        m.predict(X + 1.0)
+    assert c.n == 0
+
+
+def test_activity_regularization_enters_the_objective():
+    class Sparse(MiniMLModel):
+        def __init__(self):
+            self.w = MiniMLParam((2, 1))
+            super().__init__()
+
+        def _predict_kernel(self, X, buffer, rng_key=None, mode=PredictMode.INFERENCE):
+            y = X @ self.w(buffer)
+            return PredictKernelOutput(y, jnp.sum(jnp.abs(y)))
+
+    X = np.array([[1.0, 0.0], [0.0, 1.0]])
+    y = np.array([[1.0], [1.0]])
+    m = Sparse()
+    m.randomize(seed=0)
+    res = m.fit(X, y, reg_lambda=0.0, active_reg_lambda=0.5)
+    # min (1-a)^2 + 0.5|a| per coordinate: a = 1 - 0.25
+    np.testing.assert_allclose(np.asarray(m.w.value).ravel(), [0.75, 0.75], atol=1e-6)
+    assert res.loss == pytest.approx(2 * (0.25**2 + 0.5 * 0.75), rel=1e-9)
+    np.testing.assert_allclose(m.predict(X), [[0.75], [0.75]], atol=1e-6)
