@@ -60,7 +60,15 @@ def test_fit_rejects_bad_reg_lambda(reg_lambda):
 
 def test_fit_rejects_non_optimizers():
     with pytest.raises(MiniMLError, match="optimizer must be"):
-        fitted().fit(X, Y, optimizer="L-BFGS-B")
+        fitted().fit(X, Y, optimizer=42)
+    with pytest.raises(MiniMLError, match="unknown method 'LBFGS'"):
+        fitted().fit(X, Y, optimizer="LBFGS")
+
+
+def test_scipy_method_names_are_accepted_as_optimizers():
+    model = fitted()
+    res = model.fit(X, Y, optimizer="bfgs")
+    assert res.success and res.optimizer == "bfgs"
 
 
 def test_stochastic_options_are_refused_by_scipy_methods():

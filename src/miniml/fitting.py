@@ -7,17 +7,29 @@ and optimizers see only a `Problem`.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from miniml.callbacks import Callback
 from miniml.data import as_data, describe, signature_of
 from miniml.errors import MiniMLError
+from miniml.metrics import resolve_metrics
+from miniml.monitor import FitMonitor, Validator, check_validation_freq
 from miniml.objective import Hyper, objective_for
-from miniml.optim.base import FitOptions, FitResult, MiniMLOptimizer, Problem, TrainableSlice
+from miniml.optim.base import (
+    FitOptions,
+    FitResult,
+    MiniMLOptimizer,
+    OptimizerResult,
+    Problem,
+    TrainableSlice,
+)
 from miniml.predict import split_kwargs
 
 if TYPE_CHECKING:
@@ -106,12 +118,51 @@ def _fit_options(
     )
 
 
+def _resolve_stages(optimizer: Any, where: str) -> list[tuple[str, MiniMLOptimizer]]:
+    """One optimizer, a SciPy method name, or a list of them (a staged fit)."""
+    from miniml.optim.scipy import ScipyOptimizer
+
+    items = list(optimizer) if isinstance(optimizer, list | tuple) else [optimizer]
+    if not items:
+        raise MiniMLError(f"{where}: optimizer is an empty list; give at least one stage.")
+    stages: list[tuple[str, MiniMLOptimizer]] = []
+    for item in items:
+        if item is None:
+            item = ScipyOptimizer()
+        elif isinstance(item, str):
+            item = ScipyOptimizer(item)
+        if not isinstance(item, MiniMLOptimizer):
+            raise MiniMLError(
+                f"{where}: optimizer must be a MiniMLOptimizer (e.g. ScipyOptimizer(...) or "
+                f"Adam(...)), a SciPy method name, or a list of them; got {item!r}."
+            )
+        stages.append((item.name, item))
+    labels = [label for label, _ in stages]
+    return [
+        (f"{label}#{labels[:i].count(label) + 1}" if labels.count(label) > 1 else label, opt)
+        for i, (label, opt) in enumerate(stages)
+    ]
+
+
+def _check_callbacks(callbacks: Any, where: str) -> list[Callback]:
+    if callbacks is None:
+        return []
+    items = [callbacks] if isinstance(callbacks, Callback) else list(callbacks)
+    for item in items:
+        if not isinstance(item, Callback):
+            raise MiniMLError(
+                f"{where}: callbacks must be Callback objects (subclass miniml.callbacks."
+                f"Callback or use LambdaCallback), got {item!r}."
+            )
+    return items
+
+
 def fit_model(
     model: MiniMLModel,
     X: Any,
     y: Any,
     reg_lambda: float = 1.0,
-    optimizer: MiniMLOptimizer | None = None,
+    optimizer: Any = None,
     *,
     active_reg_lambda: float = 1.0,
     predict_kwargs: dict[str, Any] | None = None,
@@ -119,22 +170,43 @@ def fit_model(
     epochs: int | None = None,
     batch_size: int | None = None,
     shuffle: bool = True,
+    validation_data: tuple[Any, Any] | None = None,
+    metrics: Any = None,
+    validation_freq: int = 1,
+    callbacks: Any = None,
+    verbose: int | bool | None = None,
+    stage_hook: Any = None,
 ) -> FitResult:
     """Fit ``model`` to ``(X, y)``; see `MiniMLModel.fit`.
 
     Keyword Args:
         active_reg_lambda: weight of the activity loss a forward pass may return in a
             `PredictKernelOutput`.
-        predict_kwargs: extra keyword arguments of the forward pass.
+        predict_kwargs: extra static keyword arguments of the forward pass.
         seed: seeds shuffling and the random keys handed to the forward pass in
             training mode (on the SciPy path one key for the whole fit, so the objective
             is deterministic for line searches).
         epochs: passes over the data, for stochastic optimizers.
         batch_size: mini-batch size, for stochastic optimizers.
         shuffle: reshuffle samples every epoch (stochastic optimizers).
-    """
-    from miniml.optim.scipy import ScipyOptimizer
+        validation_data: ``(X_val, y_val)`` evaluated (in inference mode) every
+            ``validation_freq`` iterations into the history's ``val_*`` columns.
+        metrics: metric names or functions ``(y_true, y_pred) -> scalar`` for
+            ``validation_data`` (see `miniml.metrics`).
+        validation_freq: evaluate validation data every this many iterations/epochs.
+        callbacks: `Callback` objects (e.g. `EarlyStopping`).
+        verbose: progress bar: None shows it when stderr is a terminal, 0/False never,
+            1/True always.
+        stage_hook: for staged fits, ``hook(model, stage_index, previous_result)`` runs
+            before every stage after the first and may return a set of parameter names
+            to keep fixed in that stage (None keeps ``_pre_fit``'s choice).
 
+    A list of optimizers runs as stages, each starting where the previous stopped,
+    with one history labelled by stage. ``epochs`` and ``batch_size`` then apply to the
+    stochastic stages. A KeyboardInterrupt ends the fit gracefully: the model keeps the
+    last recorded finite parameters (or the best ones, with `EarlyStopping`), a
+    warning is issued and the result has ``interrupted=True``.
+    """
     where = f"{type(model).__name__}.fit"
     model._require_initialized("fit")
     if model.root is not model:
@@ -152,13 +224,7 @@ def fit_model(
             f"{where}: the model has no parameters to fit; declare MiniMLParam attributes "
             "(or child models) before calling super().__init__()."
         )
-    if optimizer is None:
-        optimizer = ScipyOptimizer()
-    if not isinstance(optimizer, MiniMLOptimizer):
-        raise MiniMLError(
-            f"{where}: optimizer must be a MiniMLOptimizer (e.g. ScipyOptimizer(...)), got "
-            f"{optimizer!r}."
-        )
+    stages = _resolve_stages(optimizer, where)
     reg = _check_strength(reg_lambda, "reg_lambda", where)
     active_reg = _check_strength(active_reg_lambda, "active_reg_lambda", where)
     dtype = model.dtype
@@ -169,30 +235,36 @@ def fit_model(
             f"{where}: X has {n_x} samples but y has {n_y}; X and y must have the same "
             "first dimension."
         )
-    _, static = split_kwargs(predict_kwargs or {}, where)
     if any(isinstance(v, jax.Array | np.ndarray) for v in (predict_kwargs or {}).values()):
         raise MiniMLError(
             f"{where}: array-valued predict_kwargs are not supported in fit; put per-sample "
             "arrays into X (a tuple or dict of arrays)."
         )
+    _, static = split_kwargs(predict_kwargs or {}, where)
+    options = _fit_options(epochs, batch_size, shuffle, seed, n_x, where)
+    stochastic = [getattr(opt, "stochastic", False) for _, opt in stages]
+    if len(stages) > 1 and (epochs is not None or batch_size is not None) and not any(stochastic):
+        raise MiniMLError(
+            f"{where}: epochs and batch_size apply to stochastic optimizers, and none of "
+            "the stages is stochastic; use options={'maxiter': ...} on SciPy stages."
+        )
+    callback_list = _check_callbacks(callbacks, where)
+    freq = check_validation_freq(validation_freq, where)
+    metric_functions = resolve_metrics(metrics, where)
+    if metric_functions and validation_data is None:
+        raise MiniMLError(
+            f"{where}: metrics are computed on validation_data, which was not given; pass "
+            "validation_data=(X_val, y_val)."
+        )
+    if stage_hook is not None and not callable(stage_hook):
+        raise MiniMLError(f"{where}: stage_hook must be callable, got {stage_hook!r}.")
     model.bind()
     frozen = _frozen_names(model, model._pre_fit(X_data, y_data), where)
-    if len(frozen) == len(model.params):
-        raise MiniMLError(
-            f"{where}: _pre_fit fixed every parameter ({sorted(frozen)}); nothing is left "
-            "to optimize."
-        )
+    _check_all_frozen(model, frozen, where)
     _check_prediction_shape(model, X_data, y_data, static, where)
-
-    objective = objective_for(model, frozen, static)
-    buffer = model.get_buffer(copy=False)
-    trainable = objective.trainable
-    x0 = np.asarray(buffer if trainable is None else buffer[trainable])
-    layout, start = [], 0
-    for name, param in model.params.items():
-        if name not in frozen:
-            layout.append(TrainableSlice(name, param.shape, start))
-            start += param.size
+    validator = None
+    if validation_data is not None:
+        validator = _validator(model, validation_data, metric_functions, static, where)
     hyper = Hyper(
         reg_lambda=jnp.asarray(reg, dtype),
         active_reg_lambda=jnp.asarray(active_reg, dtype),
@@ -200,39 +272,165 @@ def fit_model(
         rng_key=jax.random.key(int(seed)),
         data_scale=jnp.asarray(1.0, dtype),
     )
-    base = None if trainable is None else buffer
-    options = _fit_options(epochs, batch_size, shuffle, seed, n_x, where)
     reduction = getattr(model.loss_function, "reduction", None)
-    problem = Problem(
-        objective,
-        x0,
-        base,
-        (X_data, y_data),
-        hyper,
-        layout,
-        n_x,
-        options,
-        loss_reduction=reduction if reduction in ("sum", "mean") else None,
-    )
-    outcome = optimizer.minimize(problem)
+    run = _StageRunner(model, static, (X_data, y_data), hyper, n_x,
+                       reduction if reduction in ("sum", "mean") else None)  # fmt: skip
+    monitor = FitMonitor(model, callback_list, validator, freq, verbose)
+    results: list[tuple[str, OptimizerResult]] = []
+    interrupted = False
+    monitor.begin()
+    try:
+        for index, (label, stage_optimizer) in enumerate(stages):
+            if index > 0 and stage_hook is not None:
+                chosen = stage_hook(model, index, results[-1][1])
+                if chosen is not None:
+                    frozen = _frozen_names(model, chosen, where)
+                    _check_all_frozen(model, frozen, where)
+            stage_options = options
+            if len(stages) > 1 and not stochastic[index]:
+                stage_options = replace(options, epochs=None, batch_size=None)
+            outcome = run(label, stage_optimizer, frozen, stage_options, monitor)
+            results.append((label, outcome))
+            if monitor.state.stop_reason is not None:
+                break
+    except KeyboardInterrupt:
+        interrupted = True
+        if monitor.last_buffer is not None:
+            model.set_buffer(monitor.last_buffer)
+    finally:
+        monitor.end()
+    return _result(model, run, results, monitor, interrupted, len(stages), where)
 
-    theta = jnp.asarray(np.asarray(outcome.x), dtype)
-    if not bool(jnp.all(jnp.isfinite(theta))):
+
+def _check_all_frozen(model: MiniMLModel, frozen: frozenset[str], where: str) -> None:
+    if len(frozen) == len(model.params):
         raise MiniMLError(
-            f"{where}: optimizer {optimizer.name} returned non-finite parameters; they were "
-            "not written into the model. A MiniMLOptimizer must return a finite point."
+            f"{where}: every parameter is fixed ({sorted(frozen)}); nothing is left to optimize."
         )
-    model.set_buffer(theta if trainable is None else buffer.at[trainable].set(theta))
+
+
+def _validator(
+    model: MiniMLModel, validation_data: Any, metrics: dict[str, Any], static: tuple, where: str
+) -> Validator:
+    if not isinstance(validation_data, tuple | list) or len(validation_data) != 2:
+        raise MiniMLError(
+            f"{where}: validation_data must be a pair (X_val, y_val), got "
+            f"{type(validation_data).__name__}."
+        )
+    X_val, n_val = as_data(validation_data[0], "X_val", where, model.dtype)
+    y_val, n_val_y = as_data(validation_data[1], "y_val", where, model.dtype)
+    if n_val != n_val_y:
+        raise MiniMLError(
+            f"{where}: X_val has {n_val} samples but y_val has {n_val_y}; they must match."
+        )
+    _check_prediction_shape(model, X_val, y_val, static, where)
+    return Validator(model, X_val, y_val, metrics, static, where)
+
+
+class _StageRunner:
+    """Runs one optimizer stage from the model's current parameters and writes back."""
+
+    def __init__(
+        self, model: MiniMLModel, static: tuple, data: Any, hyper: Hyper, n_samples: int,
+        reduction: str | None,
+    ) -> None:  # fmt: skip
+        self.model, self.static, self.data, self.hyper = model, static, data, hyper
+        self.n_samples, self.reduction = n_samples, reduction
+
+    def __call__(
+        self,
+        label: str,
+        optimizer: MiniMLOptimizer,
+        frozen: frozenset[str],
+        options: FitOptions,
+        monitor: FitMonitor,
+    ) -> OptimizerResult:
+        model = self.model
+        dtype = model.dtype
+        objective = objective_for(model, frozen, self.static)
+        buffer = model.get_buffer(copy=False)
+        trainable = objective.trainable
+        x0 = np.asarray(buffer if trainable is None else buffer[trainable])
+        layout, start = [], 0
+        for name, param in model.params.items():
+            if name not in frozen:
+                layout.append(TrainableSlice(name, param.shape, start))
+                start += param.size
+        base = None if trainable is None else buffer
+
+        def to_buffer(x: Any) -> Any:
+            theta = jnp.asarray(np.asarray(x), dtype)
+            return theta if trainable is None else buffer.at[trainable].set(theta)
+
+        problem = Problem(objective, x0, base, self.data, self.hyper, layout, self.n_samples,
+                          options, loss_reduction=self.reduction)  # fmt: skip
+        problem.monitor = monitor
+        monitor.begin_stage(label, to_buffer, self.hyper)
+        try:
+            outcome = optimizer.minimize(problem)
+        finally:
+            monitor.end_stage()
+        theta = jnp.asarray(np.asarray(outcome.x), dtype)
+        if not bool(jnp.all(jnp.isfinite(theta))):
+            raise MiniMLError(
+                f"{type(model).__name__}.fit: optimizer {optimizer.name} returned non-finite "
+                "parameters; they were not written into the model. A MiniMLOptimizer must "
+                "return a finite point."
+            )
+        model.set_buffer(to_buffer(theta))
+        return outcome
+
+    def objective_at(self, buffer: Any) -> float:
+        objective = objective_for(self.model, frozenset(), self.static)
+        return float(objective.value(buffer, None, self.data, self.hyper))
+
+
+def _result(
+    model: MiniMLModel,
+    run: _StageRunner,
+    results: list[tuple[str, OptimizerResult]],
+    monitor: FitMonitor,
+    interrupted: bool,
+    n_stages: int,
+    where: str,
+) -> FitResult:
+    state = monitor.state
+    if state.restore_buffer is not None:
+        model.set_buffer(state.restore_buffer)
+    X_data = run.data[0]
     model._miniml_input_signature = (signature_of(X_data), describe(X_data))
+    last = results[-1][1] if results else None
+    if last is None or interrupted or state.restore_buffer is not None:
+        objective_value = run.objective_at(model.get_buffer(copy=False))
+    else:
+        objective_value = last.fun
+    messages = [f"{label}: {outcome.message}" for label, outcome in results]
+    if state.stop_reason:
+        messages.append(state.stop_reason)
+    if state.restore_reason:
+        messages.append(state.restore_reason)
+    if interrupted:
+        messages.append("interrupted by KeyboardInterrupt")
+        warnings.warn(
+            f"{where}: interrupted by KeyboardInterrupt; the model keeps the last recorded "
+            "finite parameters (or the best ones, with EarlyStopping).",
+            UserWarning,
+            stacklevel=3,
+        )
+    all_ran = len(results) == n_stages and state.stop_reason is None
     return FitResult(
-        success=outcome.success,
-        message=outcome.message,
-        objective_value=float(outcome.fun),
-        n_iterations=outcome.n_iterations,
-        n_function_evaluations=outcome.n_function_evaluations,
-        n_jacobian_evaluations=outcome.n_jacobian_evaluations,
-        n_hessian_evaluations=outcome.n_hessian_evaluations,
+        success=bool(last is not None and last.success and all_ran and not interrupted),
+        message="; ".join(messages),
+        objective_value=float(objective_value),
+        n_iterations=sum(o.n_iterations for _, o in results),
+        n_function_evaluations=sum(o.n_function_evaluations for _, o in results),
+        n_jacobian_evaluations=sum(o.n_jacobian_evaluations for _, o in results),
+        n_hessian_evaluations=sum(o.n_hessian_evaluations for _, o in results),
         x_opt=model.get_buffer(copy=True),
-        status=outcome.status,
-        optimizer=optimizer.name,
+        status=last.status if last is not None else None,
+        optimizer=" -> ".join(label for label, _ in results),
+        history=monitor.history,
+        stages=[label for label, _ in results],
+        stop_reason=state.stop_reason,
+        interrupted=interrupted,
     )

@@ -210,7 +210,14 @@ class OptimizerResult:
 
 
 class MiniMLOptimizer(ABC):
-    """Base class of every optimizer accepted by `MiniMLModel.fit`."""
+    """Base class of every optimizer accepted by `MiniMLModel.fit`.
+
+    Attributes:
+        stochastic: True for optimizers that walk mini-batches and use ``epochs`` and
+            ``batch_size``; in a staged fit those options go only to such stages.
+    """
+
+    stochastic: bool = False
 
     @abstractmethod
     def minimize(self, problem: Problem) -> OptimizerResult:
@@ -236,8 +243,11 @@ class FitResult:
         n_hessian_evaluations: Hessian or Hessian-vector product evaluations.
         x_opt: the model's whole parameter buffer after the fit.
         status: the optimizer's status code, if it has one.
-        optimizer: the optimizer's label.
-        history: per-iteration records, when collected.
+        optimizer: the optimizer's label (stages joined by " -> ").
+        history: the `History` of the fit, one record per iteration or epoch.
+        stages: the labels of the stages that ran.
+        stop_reason: why a callback (e.g. `EarlyStopping`) stopped the fit, or None.
+        interrupted: whether a KeyboardInterrupt ended the fit.
     """
 
     success: bool
@@ -251,6 +261,9 @@ class FitResult:
     status: int | None = None
     optimizer: str = ""
     history: Any = field(default=None, repr=False)
+    stages: list[str] = field(default_factory=list)
+    stop_reason: str | None = None
+    interrupted: bool = False
 
     @property
     def loss(self) -> float:

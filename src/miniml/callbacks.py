@@ -1,0 +1,159 @@
+"""Callbacks: code that runs at the start, after every iteration or epoch, and at the end.
+
+A callback subclasses `Callback` and overrides any of its three methods. They run on
+the host, once per iteration of a SciPy method or once per epoch of a stochastic
+optimizer, the same way for both. ``on_iteration_end`` returning True (or calling
+``state.stop(reason)``) ends the fit after that iteration.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from miniml.errors import MiniMLError
+
+if TYPE_CHECKING:
+    from miniml.history import History
+    from miniml.model import MiniMLModel
+
+__all__ = ["Callback", "EarlyStopping", "FitState", "LambdaCallback"]
+
+
+class FitState:
+    """What callbacks see of a running fit.
+
+    Attributes:
+        model: the model being fitted (its buffer holds the stage's start, not the
+            current iterate, until the stage ends).
+        history: the `History` so far.
+        stage: the current stage's label.
+        buffer: the full parameter buffer at the latest accepted iterate.
+        columns: the history columns this fit produces (known before it starts).
+        stop_reason: why the fit was asked to stop, or None.
+    """
+
+    def __init__(self, model: MiniMLModel, history: History, columns: list[str]) -> None:
+        self.model = model
+        self.history = history
+        self.columns = columns
+        self.stage = ""
+        self.buffer: Any = None
+        self.stop_reason: str | None = None
+        self.restore_buffer: Any = None
+        self.restore_reason: str | None = None
+
+    def stop(self, reason: str) -> None:
+        """Ask the fit to stop after the current iteration."""
+        self.stop_reason = reason
+
+    def restore(self, buffer: Any, reason: str) -> None:
+        """Ask the fit to end with ``buffer`` as the model's parameters."""
+        self.restore_buffer, self.restore_reason = buffer, reason
+
+
+class Callback:
+    """Base class of callbacks; every method is optional."""
+
+    def on_fit_begin(self, state: FitState) -> None:
+        """Called once before the first stage starts."""
+
+    def on_iteration_end(self, state: FitState, record: dict[str, Any]) -> bool | None:
+        """Called after each iteration (SciPy) or epoch (stochastic); True stops the fit."""
+        return None
+
+    def on_fit_end(self, state: FitState) -> None:
+        """Called once when the fit ends, also after a stop or a KeyboardInterrupt."""
+
+
+class LambdaCallback(Callback):
+    """A callback from plain functions: ``LambdaCallback(on_iteration_end=f)``."""
+
+    def __init__(
+        self, on_fit_begin: Any = None, on_iteration_end: Any = None, on_fit_end: Any = None
+    ) -> None:
+        for name, function in (("on_fit_begin", on_fit_begin),
+                               ("on_iteration_end", on_iteration_end),
+                               ("on_fit_end", on_fit_end)):  # fmt: skip
+            if function is not None and not callable(function):
+                raise MiniMLError(f"LambdaCallback: {name} must be callable, got {function!r}.")
+        self._begin, self._iteration, self._end = on_fit_begin, on_iteration_end, on_fit_end
+
+    def on_fit_begin(self, state: FitState) -> None:
+        if self._begin is not None:
+            self._begin(state)
+
+    def on_iteration_end(self, state: FitState, record: dict[str, Any]) -> bool | None:
+        return None if self._iteration is None else self._iteration(state, record)
+
+    def on_fit_end(self, state: FitState) -> None:
+        if self._end is not None:
+            self._end(state)
+
+
+class EarlyStopping(Callback):
+    """Stop when a monitored history column stops improving, and restore the best point.
+
+    Args:
+        monitor: the history column, e.g. ``"val_loss"`` (needs ``validation_data``),
+            ``"loss"`` or ``"val_<metric>"``.
+        patience: how many evaluations of ``monitor`` without improvement to allow.
+        min_delta: the smallest change that counts as an improvement.
+        restore_best: end the fit with the parameters of the best evaluation.
+        mode: ``"min"`` (losses) or ``"max"`` (accuracy, R²).
+    """
+
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        patience: int = 10,
+        min_delta: float = 0.0,
+        restore_best: bool = True,
+        mode: str = "min",
+    ) -> None:
+        if not isinstance(patience, int) or patience < 1:
+            raise MiniMLError(f"EarlyStopping: patience must be an int >= 1, got {patience!r}.")
+        if not math.isfinite(float(min_delta)) or float(min_delta) < 0:
+            raise MiniMLError(f"EarlyStopping: min_delta must be >= 0, got {min_delta!r}.")
+        if mode not in ("min", "max"):
+            raise MiniMLError(f"EarlyStopping: mode must be 'min' or 'max', got {mode!r}.")
+        self.monitor, self.patience, self.min_delta = monitor, patience, float(min_delta)
+        self.restore_best, self.mode = bool(restore_best), mode
+
+    def on_fit_begin(self, state: FitState) -> None:
+        if self.monitor not in state.columns:
+            hint = " Pass validation_data=(X_val, y_val) to fit." if self.monitor.startswith(
+                "val_") else ""  # fmt: skip
+            raise MiniMLError(
+                f"EarlyStopping: this fit has no history column {self.monitor!r}; its "
+                f"columns are {state.columns}.{hint}"
+            )
+        self.best = math.inf
+        self.best_buffer: Any = None
+        self.best_at = ""
+        self.wait = 0
+
+    def on_iteration_end(self, state: FitState, record: dict[str, Any]) -> bool | None:
+        value = record.get(self.monitor)
+        if value is None:
+            return None
+        score = float(value) if self.mode == "min" else -float(value)
+        if score < self.best - self.min_delta:
+            self.best, self.best_buffer, self.wait = score, state.buffer, 0
+            self.best_at = f"{record['stage']} iteration {record['iteration']}"
+            return None
+        self.wait += 1
+        if self.wait >= self.patience:
+            state.stop(
+                f"EarlyStopping: {self.monitor} did not improve by more than {self.min_delta} "
+                f"in {self.patience} evaluations; best {self._best_value():.6g} at {self.best_at}."
+            )
+            return True
+        return None
+
+    def _best_value(self) -> float:
+        return self.best if self.mode == "min" else -self.best
+
+    def on_fit_end(self, state: FitState) -> None:
+        if self.restore_best and self.best_buffer is not None:
+            state.restore(self.best_buffer, f"restored the best {self.monitor} from {self.best_at}")
