@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from miniml._chunked import chunk_data
 from miniml.callbacks import Callback
 from miniml.data import as_data, describe, signature_of
 from miniml.errors import MiniMLError
@@ -176,6 +177,7 @@ def fit_model(
     callbacks: Any = None,
     verbose: int | bool | None = None,
     stage_hook: Any = None,
+    chunk_size: int | None = None,
 ) -> FitResult:
     """Fit ``model`` to ``(X, y)``; see `MiniMLModel.fit`.
 
@@ -187,7 +189,12 @@ def fit_model(
             training mode (on the SciPy path one key for the whole fit, so the objective
             is deterministic for line searches).
         epochs: passes over the data, for stochastic optimizers.
-        batch_size: mini-batch size, for stochastic optimizers.
+        batch_size: mini-batch size for stochastic optimizers; for full-batch
+            optimizers (SciPy, compiled L-BFGS) the chunk size of exact chunked
+            evaluation, as in Kormos, unless ``chunk_size`` is given.
+        chunk_size: evaluate the full-batch objective, gradient and Hessian-vector
+            products exactly in chunks of this many samples, so that models whose
+            activations do not fit in memory can still use L-BFGS.
         shuffle: reshuffle samples every epoch (stochastic optimizers).
         validation_data: ``(X_val, y_val)`` evaluated (in inference mode) every
             ``validation_freq`` iterations into the history's ``val_*`` columns.
@@ -243,11 +250,16 @@ def fit_model(
     _, static = split_kwargs(predict_kwargs or {}, where)
     options = _fit_options(epochs, batch_size, shuffle, seed, n_x, where)
     stochastic = [getattr(opt, "stochastic", False) for _, opt in stages]
-    if len(stages) > 1 and (epochs is not None or batch_size is not None) and not any(stochastic):
+    if len(stages) > 1 and epochs is not None and not any(stochastic):
         raise MiniMLError(
-            f"{where}: epochs and batch_size apply to stochastic optimizers, and none of "
-            "the stages is stochastic; use options={'maxiter': ...} on SciPy stages."
+            f"{where}: epochs applies to stochastic optimizers, and none of the stages is "
+            "stochastic; use options={'maxiter': ...} on SciPy stages."
         )
+    if chunk_size is not None and (
+        not isinstance(chunk_size, int | np.integer) or isinstance(chunk_size, bool)
+        or chunk_size < 1
+    ):  # fmt: skip
+        raise MiniMLError(f"{where}: chunk_size must be a positive int, got {chunk_size!r}.")
     callback_list = _check_callbacks(callbacks, where)
     freq = check_validation_freq(validation_freq, where)
     metric_functions = resolve_metrics(metrics, where)
@@ -286,10 +298,12 @@ def fit_model(
                 if chosen is not None:
                     frozen = _frozen_names(model, chosen, where)
                     _check_all_frozen(model, frozen, where)
-            stage_options = options
-            if len(stages) > 1 and not stochastic[index]:
-                stage_options = replace(options, epochs=None, batch_size=None)
-            outcome = run(label, stage_optimizer, frozen, stage_options, monitor)
+            stage_options, chunk = options, None
+            if not stochastic[index]:
+                chunk = chunk_size if chunk_size is not None else batch_size
+                keep_epochs = options.epochs if len(stages) == 1 else None
+                stage_options = replace(options, epochs=keep_epochs, batch_size=None)
+            outcome = run(label, stage_optimizer, frozen, stage_options, monitor, chunk)
             results.append((label, outcome))
             if monitor.state.stop_reason is not None:
                 break
@@ -336,6 +350,16 @@ class _StageRunner:
     ) -> None:  # fmt: skip
         self.model, self.static, self.data, self.hyper = model, static, data, hyper
         self.n_samples, self.reduction = n_samples, reduction
+        self.chunked: dict[int, Any] = {}
+        self.last_chunk: int | None = None
+
+    def data_for(self, chunk: int | None) -> Any:
+        """The data as the objective expects it: plain, or padded and chunked."""
+        if chunk is None or chunk >= self.n_samples:
+            return self.data
+        if chunk not in self.chunked:
+            self.chunked[chunk] = chunk_data(self.data, self.n_samples, chunk)
+        return self.chunked[chunk]
 
     def __call__(
         self,
@@ -344,10 +368,14 @@ class _StageRunner:
         frozen: frozenset[str],
         options: FitOptions,
         monitor: FitMonitor,
+        chunk: int | None = None,
     ) -> OptimizerResult:
         model = self.model
         dtype = model.dtype
-        objective = objective_for(model, frozen, self.static)
+        if chunk is not None and chunk >= self.n_samples:
+            chunk = None  # one chunk holds everything: evaluate directly
+        self.last_chunk = chunk
+        objective = objective_for(model, frozen, self.static, chunk)
         buffer = model.get_buffer(copy=False)
         trainable = objective.trainable
         x0 = np.asarray(buffer if trainable is None else buffer[trainable])
@@ -362,8 +390,8 @@ class _StageRunner:
             theta = jnp.asarray(np.asarray(x), dtype)
             return theta if trainable is None else buffer.at[trainable].set(theta)
 
-        problem = Problem(objective, x0, base, self.data, self.hyper, layout, self.n_samples,
-                          options, loss_reduction=self.reduction)  # fmt: skip
+        problem = Problem(objective, x0, base, self.data_for(chunk), self.hyper, layout,
+                          self.n_samples, options, loss_reduction=self.reduction)  # fmt: skip
         problem.monitor = monitor
         monitor.begin_stage(label, to_buffer, self.hyper)
         try:
@@ -381,8 +409,8 @@ class _StageRunner:
         return outcome
 
     def objective_at(self, buffer: Any) -> float:
-        objective = objective_for(self.model, frozenset(), self.static)
-        return float(objective.value(buffer, None, self.data, self.hyper))
+        objective = objective_for(self.model, frozenset(), self.static, self.last_chunk)
+        return float(objective.value(buffer, None, self.data_for(self.last_chunk), self.hyper))
 
 
 def _result(

@@ -25,6 +25,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array as JXArray
 
+from miniml._chunked import chunked_functions
+from miniml.loss import reduction_of
+
 if TYPE_CHECKING:
     from miniml.model import MiniMLModel
 
@@ -57,20 +60,33 @@ class Objective:
     """
 
     def __init__(
-        self, model: MiniMLModel, trainable: np.ndarray | None, static: tuple[Any, ...]
+        self,
+        model: MiniMLModel,
+        trainable: np.ndarray | None,
+        static: tuple[Any, ...],
+        chunk_size: int | None = None,
+        reduction: str | None = None,
     ) -> None:
         self.trainable = trainable
+        self.chunk_size = chunk_size
         # Optimizers keep their compiled loops here, so they share the objective's life.
         self.cache: dict[Any, Any] = {}
-        value = _objective_function(model, trainable, dict(static))
-        grad = jax.grad(value)
+        if chunk_size is None:
+            value = _objective_function(model, trainable, dict(static))
+            grad = jax.grad(value)
 
-        def hvp(theta: JXArray, vector: JXArray, *args: Any) -> JXArray:
-            return jax.jvp(lambda t: grad(t, *args), (theta,), (vector,))[1]
+            def hvp(theta: JXArray, vector: JXArray, *args: Any) -> JXArray:
+                return jax.jvp(lambda t: grad(t, *args), (theta,), (vector,))[1]
 
+            value_and_grad = jax.value_and_grad(value)
+        else:
+            assert reduction in ("sum", "mean")
+            value, value_and_grad, hvp = chunked_functions(
+                model, trainable, dict(static), reduction
+            )
         self.raw_value: Callable[..., JXArray] = value
         self.value = jax.jit(value)
-        self.value_and_grad = jax.jit(jax.value_and_grad(value))
+        self.value_and_grad = jax.jit(value_and_grad)
         self.hvp = jax.jit(hvp)
         self.hessian = jax.jit(jax.hessian(value))
 
@@ -100,9 +116,17 @@ def _objective_function(
     return value
 
 
-def objective_for(model: MiniMLModel, frozen: frozenset[str], static: tuple[Any, ...]) -> Objective:
-    """The cached `Objective` of ``model`` with the parameters in ``frozen`` fixed."""
-    key = ("objective", frozen, static)
+def objective_for(
+    model: MiniMLModel,
+    frozen: frozenset[str],
+    static: tuple[Any, ...],
+    chunk_size: int | None = None,
+) -> Objective:
+    """The cached `Objective` of ``model`` with the parameters in ``frozen`` fixed.
+
+    With ``chunk_size`` the objective expects chunked data (see `miniml._chunked`).
+    """
+    key = ("objective", frozen, static, chunk_size)
     objective = model._compiled.get(key)
     if objective is None:
         trainable = None
@@ -114,6 +138,9 @@ def objective_for(model: MiniMLModel, frozen: frozenset[str], static: tuple[Any,
                     if name not in frozen
                 ]
             )
-        objective = Objective(model, trainable, static)
+        reduction = None
+        if chunk_size is not None:
+            reduction = reduction_of(model.loss_function, f"{type(model).__name__}.fit")
+        objective = Objective(model, trainable, static, chunk_size, reduction)
         model._compiled[key] = objective
     return objective

@@ -1,0 +1,122 @@
+"""Exact full-batch evaluation in chunks (Kormos' idea), inside one compiled function.
+
+The data are padded once, at the start of a fit, to a whole number of chunks and
+reshaped to ``(n_chunks, chunk_size, ...)`` with a mask that marks real rows. The
+value, gradient and Hessian-vector product are accumulated over chunks by
+`jax.lax.scan`, each chunk differentiated on its own, so peak memory holds one chunk's
+activations instead of the whole data set's.
+
+Exactness needs a loss that is a sum or a mean of per-sample terms, which every loss
+of `miniml.loss` is: a chunk's rows are scored one by one (``loss(y[i:i+1],
+y_pred[i:i+1])``), masked, and added up; a mean loss is divided by the number of real
+rows at the end. The penalty is added once, outside the scan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import Array as JXArray
+
+from miniml.errors import MiniMLError
+
+if TYPE_CHECKING:
+    from miniml.model import MiniMLModel
+    from miniml.objective import Hyper
+
+__all__ = ["chunk_data", "chunked_functions"]
+
+
+def chunk_data(data: Any, n_samples: int, chunk_size: int) -> Any:
+    """``(X, y)`` → ``(X_chunks, y_chunks, mask)`` with leading axes ``(n_chunks, chunk)``."""
+    n_chunks = -(-n_samples // chunk_size)
+    pad = n_chunks * chunk_size - n_samples
+
+    def reshape(leaf: JXArray) -> JXArray:
+        if pad:
+            # Padding rows repeat row 0, so every padded value is valid input to the model.
+            filler = jnp.broadcast_to(leaf[:1], (pad, *leaf.shape[1:]))
+            leaf = jnp.concatenate([leaf, filler], axis=0)
+        return leaf.reshape(n_chunks, chunk_size, *leaf.shape[1:])
+
+    mask = (np.arange(n_chunks * chunk_size) < n_samples).reshape(n_chunks, chunk_size)
+    X, y = data
+    return jax.tree.map(reshape, X), jax.tree.map(reshape, y), jnp.asarray(mask)
+
+
+def chunked_functions(
+    model: MiniMLModel,
+    trainable: np.ndarray | None,
+    static_kwargs: dict[str, Any],
+    reduction: str,
+) -> tuple[Callable[..., JXArray], Callable[..., Any], Callable[..., JXArray]]:
+    """``(value, value_and_grad, hvp)`` over chunked data ``(X_chunks, y_chunks, mask)``."""
+    from miniml.model import PredictMode, split_kernel_output
+
+    loss = model.loss_function
+    assert loss is not None
+
+    def full_buffer(theta: JXArray, base: JXArray | None) -> JXArray:
+        return theta if trainable is None else base.at[trainable].set(theta)  # type: ignore[union-attr]
+
+    def chunk_term(theta: JXArray, base: Any, chunk: Any, hyper: Hyper) -> JXArray:
+        X, y, mask = chunk
+        buffer = full_buffer(theta, base)
+        out = model._predict_kernel(
+            X, buffer, rng_key=hyper.rng_key, mode=PredictMode.TRAIN, **static_kwargs
+        )
+        y_pred, activity = split_kernel_output(out)
+        if activity is not None:
+            raise MiniMLError(
+                f"{type(model).__name__}.fit: chunked evaluation cannot split an activity "
+                "loss over chunks exactly; fit without batch_size/chunk_size."
+            )
+        rows = jax.vmap(lambda t, p: loss(t[None], p[None]))(y, y_pred)
+        return jnp.sum(jnp.where(mask, rows, 0.0))
+
+    def scale(data: Any, hyper: Hyper) -> JXArray:
+        mask = data[2]
+        n_real = jnp.sum(mask).astype(hyper.data_scale.dtype)
+        return hyper.data_scale / n_real if reduction == "mean" else hyper.data_scale
+
+    def penalty(theta: JXArray, base: Any, hyper: Hyper) -> JXArray:
+        buffer = full_buffer(theta, base)
+        return hyper.reg_lambda * model._regularization(buffer, hyper.reg_scales)
+
+    def value(theta: JXArray, base: Any, data: Any, hyper: Hyper) -> JXArray:
+        def body(total: JXArray, chunk: Any) -> tuple[JXArray, None]:
+            return total + chunk_term(theta, base, chunk, hyper), None
+
+        total, _ = jax.lax.scan(body, jnp.zeros((), theta.dtype), data)
+        return (scale(data, hyper) * total + penalty(theta, base, hyper)).reshape(())
+
+    def value_and_grad(theta: JXArray, base: Any, data: Any, hyper: Hyper) -> Any:
+        chunk_vg = jax.value_and_grad(chunk_term)
+
+        def body(carry: Any, chunk: Any) -> tuple[Any, None]:
+            v, g = chunk_vg(theta, base, chunk, hyper)
+            return (carry[0] + v, carry[1] + g), None
+
+        start = (jnp.zeros((), theta.dtype), jnp.zeros_like(theta))
+        (total, grad), _ = jax.lax.scan(body, start, data)
+        factor = scale(data, hyper)
+        p_value, p_grad = jax.value_and_grad(penalty)(theta, base, hyper)
+        return (factor * total + p_value).reshape(()), factor * grad + p_grad
+
+    def hvp(theta: JXArray, vector: JXArray, base: Any, data: Any, hyper: Hyper) -> JXArray:
+        chunk_grad = jax.grad(chunk_term)
+        penalty_grad = jax.grad(penalty)
+
+        def body(acc: JXArray, chunk: Any) -> tuple[JXArray, None]:
+            product = jax.jvp(lambda t: chunk_grad(t, base, chunk, hyper), (theta,), (vector,))[1]
+            return acc + product, None
+
+        total, _ = jax.lax.scan(body, jnp.zeros_like(theta), data)
+        p_hvp = jax.jvp(lambda t: penalty_grad(t, base, hyper), (theta,), (vector,))[1]
+        return scale(data, hyper) * total + p_hvp
+
+    return value, value_and_grad, hvp

@@ -1,0 +1,103 @@
+"""Chunked exact evaluation equals direct evaluation (value, gradient, Hessian-vector)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from miniml._chunked import chunk_data
+from miniml.loss import (
+    BinaryCrossEntropyLogLoss,
+    CrossEntropyLogLoss,
+    mean_squared_error_loss,
+    squared_error_loss,
+)
+from miniml.objective import Hyper, objective_for
+from miniml.optim import ScipyOptimizer
+from tests.models import LinearModel, TinyMLP
+
+rng = np.random.default_rng(0)
+N = 103  # not a multiple of any chunk size below
+
+
+def _setup(loss, n_out=2, frozen=frozenset()):
+    model = TinyMLP(4, 6, n_out)
+    model._loss_f = loss
+    model.randomize(seed=1)
+    X = jnp.asarray(rng.normal(size=(N, 4)))
+    if isinstance(loss, CrossEntropyLogLoss):
+        y = jnp.asarray(rng.integers(0, n_out, size=N))
+    elif isinstance(loss, BinaryCrossEntropyLogLoss):
+        y = jnp.asarray(rng.integers(0, 2, size=(N, n_out)).astype(float))
+    else:
+        y = jnp.asarray(rng.normal(size=(N, n_out)))
+    hyper = Hyper(
+        reg_lambda=jnp.asarray(0.3),
+        active_reg_lambda=jnp.asarray(1.0),
+        reg_scales=jnp.asarray(model._reg_scales()),
+        rng_key=jax.random.key(0),
+        data_scale=jnp.asarray(1.0),
+    )
+    return model, (X, y), hyper
+
+
+LOSSES = [
+    squared_error_loss,
+    mean_squared_error_loss,
+    CrossEntropyLogLoss(expect_labels=True),
+    BinaryCrossEntropyLogLoss(),
+]
+
+
+CASES = [(loss, chunk, frozenset()) for loss in LOSSES for chunk in (10, 64)]
+CASES += [(squared_error_loss, 1, frozenset()), (mean_squared_error_loss, 7, frozenset({"W1"}))]
+
+
+@pytest.mark.parametrize("loss, chunk, frozen", CASES)
+def test_chunked_equals_direct(loss, chunk, frozen):
+    model, data, hyper = _setup(loss)
+    direct = objective_for(model, frozen, ())
+    chunked = objective_for(model, frozen, (), chunk)
+    buffer = model.get_buffer()
+    theta = buffer if direct.trainable is None else buffer[direct.trainable]
+    base = None if direct.trainable is None else buffer
+    chunks = chunk_data(data, N, chunk)
+    vector = jnp.asarray(rng.normal(size=theta.shape))
+
+    v1, g1 = direct.value_and_grad(theta, base, data, hyper)
+    v2, g2 = chunked.value_and_grad(theta, base, chunks, hyper)
+    assert float(v2) == pytest.approx(float(v1), rel=1e-12)
+    assert float(chunked.value(theta, base, chunks, hyper)) == pytest.approx(float(v1), rel=1e-12)
+    np.testing.assert_allclose(g2, g1, rtol=1e-12, atol=1e-14 * float(jnp.abs(g1).max()))
+    h1 = direct.hvp(theta, vector, base, data, hyper)
+    h2 = chunked.hvp(theta, vector, base, chunks, hyper)
+    np.testing.assert_allclose(h2, h1, rtol=1e-11, atol=1e-13 * float(jnp.abs(h1).max()))
+
+
+def test_chunked_fit_matches_direct_fit():
+    X = rng.normal(size=(500, 3))
+    y = X @ np.array([[1.0], [-1.0], [2.0]]) + 0.1 * rng.normal(size=(500, 1))
+    results = []
+    for options in ({}, {"batch_size": 64}, {"chunk_size": 7}):
+        model = LinearModel(3, 1)
+        model.randomize(seed=0)
+        res = model.fit(X, y, reg_lambda=0.5, optimizer=ScipyOptimizer("L-BFGS-B"), **options)
+        results.append((res, np.asarray(model.get_buffer())))
+    (direct, b0), (batched, b1), (chunked, b2) = results
+    assert batched.n_iterations == direct.n_iterations == chunked.n_iterations
+    np.testing.assert_allclose(b1, b0, rtol=1e-10)
+    np.testing.assert_allclose(b2, b0, rtol=1e-10)
+    assert batched.loss == pytest.approx(direct.loss, rel=1e-12)
+
+
+def test_chunked_newton_cg_uses_chunked_hessian_vector_products():
+    X = rng.normal(size=(300, 4))
+    y = (X @ rng.normal(size=(4, 1)) + rng.normal(size=(300, 1)) > 0).astype(float)
+    fits = []
+    for options in ({}, {"chunk_size": 50}):
+        model = LinearModel(4, 1, loss=BinaryCrossEntropyLogLoss())
+        model.randomize(seed=2)
+        res = model.fit(X, y, reg_lambda=0.1, optimizer=ScipyOptimizer("Newton-CG"), **options)
+        fits.append(res)
+    assert fits[1].n_hessian_evaluations == fits[0].n_hessian_evaluations > 0
+    assert fits[1].loss == pytest.approx(fits[0].loss, rel=1e-9)
