@@ -2,11 +2,18 @@
 
 Importing `miniml` turns on JAX's 64-bit mode (float64 is MiniML's default parameter
 dtype); set ``MINIML_DISABLE_X64=1`` before the import to keep JAX's 32-bit default.
+Set ``MINIML_COMPILATION_CACHE=1`` (or a directory) to keep compiled programs on disk
+between processes; see `enable_compilation_cache`.
 """
 
-from miniml._config import configure_jax
+from miniml._config import (
+    configure_cache_from_environment,
+    configure_jax,
+    enable_compilation_cache,
+)
 
 configure_jax()
+configure_cache_from_environment()
 
 from miniml.errors import ConvergenceWarning, MiniMLError, NonFiniteWarning  # noqa: E402
 from miniml.model import (  # noqa: E402
@@ -32,4 +39,5 @@ __all__ = [
     "PredictKernelOutput",
     "PredictMode",
     "__version__",
+    "enable_compilation_cache",
 ]

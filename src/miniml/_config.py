@@ -28,3 +28,42 @@ def configure_jax() -> None:
 def x64_enabled() -> bool:
     """Whether JAX currently honours 64-bit dtypes."""
     return bool(jax.config.read("jax_enable_x64"))
+
+
+CACHE_ENV_VAR = "MINIML_COMPILATION_CACHE"
+
+
+def default_cache_dir() -> str:
+    """``$XDG_CACHE_HOME/miniml/xla`` (``~/.cache/miniml/xla`` when unset)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "miniml", "xla")
+
+
+def enable_compilation_cache(path: str | os.PathLike[str] | None = None) -> str:
+    """Keep compiled XLA programs on disk so that a new process skips recompiling.
+
+    JAX's persistent compilation cache is process-wide. MiniML's compiled objectives
+    are small and compile in well under a second, below JAX's default threshold for
+    caching, so this also lowers that threshold to zero. It is opt-in: call this
+    function, or set the environment variable ``MINIML_COMPILATION_CACHE`` to a
+    directory (or to ``1`` for the default directory) before importing `miniml`.
+
+    Args:
+        path: the cache directory; defaults to `default_cache_dir`.
+
+    Returns:
+        The directory in use.
+    """
+    directory = os.fspath(path) if path is not None else default_cache_dir()
+    os.makedirs(directory, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", directory)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return directory
+
+
+def configure_cache_from_environment() -> None:
+    value = os.environ.get(CACHE_ENV_VAR, "").strip()
+    if not value or value.lower() in {"0", "false", "no"}:
+        return
+    enable_compilation_cache(None if value.lower() in {"1", "true", "yes"} else value)
