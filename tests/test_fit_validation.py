@@ -172,3 +172,21 @@ def test_integer_inputs_are_kept_integer():
     ids = np.array([0, 1, 2, 3, 1, 2])
     model.fit(ids, np.array([1.0, 2.0, 3.0, 4.0, 2.0, 3.0]), reg_lambda=0.0)
     np.testing.assert_allclose(np.asarray(model.table.value), [1, 2, 3, 4], rtol=1e-5)
+
+
+def test_fit_warns_when_a_zero_start_cannot_train():
+    from tests.models import TinyMLP
+
+    model = TinyMLP(3, 4, 1)
+    with pytest.warns(UserWarning, match=r"\['W1', 'b1', 'W2'\] have an exactly zero gradient"):
+        model.fit(X, Y, optimizer=ScipyOptimizer("L-BFGS-B", {"maxiter": 5}))
+    assert not np.any(np.asarray(model.W1.value))  # it indeed never moved
+
+
+def test_zero_start_that_can_train_does_not_warn():
+    model = LinearModel(3, 1)
+    model.fit(X, Y)  # filterwarnings=error: any warning would fail this test
+    randomized = LinearModel(3, 1)
+    randomized.randomize(seed=0)
+    randomized.set_buffer(np.zeros(4))
+    randomized.fit(X, Y)

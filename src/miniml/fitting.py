@@ -284,6 +284,8 @@ def fit_model(
         rng_key=jax.random.key(int(seed)),
         data_scale=jnp.asarray(1.0, dtype),
     )
+    if vars(model).get("_miniml_zero_start", False):
+        _warn_if_zero_start_is_stuck(model, frozen, static, (X_data, y_data), hyper, where)
     reduction = getattr(model.loss_function, "reduction", None)
     run = _StageRunner(model, static, (X_data, y_data), hyper, n_x,
                        reduction if reduction in ("sum", "mean") else None)  # fmt: skip
@@ -314,6 +316,31 @@ def fit_model(
     finally:
         monitor.end()
     return _result(model, run, results, monitor, interrupted, len(stages), where)
+
+
+def _warn_if_zero_start_is_stuck(
+    model: MiniMLModel, frozen: frozenset[str], static: tuple, data: Any, hyper: Hyper,
+    where: str,
+) -> None:  # fmt: skip
+    """Warn when the all-zero start of a never-randomized model gives some parameter
+    tensors an exactly zero gradient (e.g. the symmetric start of a neural network)."""
+    buffer = model.get_buffer(copy=False)
+    if bool(jnp.any(buffer != 0)):
+        return
+    objective = objective_for(model, frozenset(), static)
+    _, grad = objective.value_and_grad(buffer, None, data, hyper)
+    stuck = [
+        name for name, p in model.params.items()
+        if name not in frozen and p.size > 1 and not bool(jnp.any(p(grad) != 0))
+    ]  # fmt: skip
+    if stuck:
+        warnings.warn(
+            f"{where}: the model was never randomized and starts from all zeros, where "
+            f"the parameters {stuck} have an exactly zero gradient, so gradient-based "
+            "optimizers may never move them. Call model.randomize(seed=...) before fit.",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def _check_all_frozen(model: MiniMLModel, frozen: frozenset[str], where: str) -> None:

@@ -299,6 +299,8 @@ class MiniMLModel(ABC):
         buffer = jnp.zeros(root._size, root._dtype)
         for start, values in root._pending_child_buffers:
             buffer = buffer.at[start : start + values.shape[0]].set(values.astype(root._dtype))
+        # True until values are drawn or set: fit warns if zeros cannot train.
+        root._miniml_zero_start = not root._pending_child_buffers
         root._pending_child_buffers = []
         root._buffer = buffer
 
@@ -329,6 +331,7 @@ class MiniMLModel(ABC):
                 value = param.draw(jax.random.fold_in(key, index)).reshape(-1)
                 buffer = buffer.at[param.offset : param.offset + param.size].set(value)
         root._buffer = buffer
+        root._miniml_zero_start = False
 
     def _require_bound(self, where: str) -> None:
         self._require_initialized(where)
@@ -362,6 +365,7 @@ class MiniMLModel(ABC):
                 )
             values = values.astype(root._dtype)
         root._buffer = values
+        root._miniml_zero_start = False
 
     def get_params(self) -> dict[str, JXArray]:
         """Copies of all parameter values by dotted name."""
@@ -396,6 +400,7 @@ class MiniMLModel(ABC):
             flat = array.astype(param.dtype).reshape(-1)
             buffer = buffer.at[param.offset : param.offset + param.size].set(flat)
         root._buffer = buffer
+        root._miniml_zero_start = False
 
     # ------------------------------------------------------------ regularization
     def get_regularization_scales(self) -> dict[str, float]:
