@@ -17,7 +17,6 @@ import math
 import os
 import sys
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -242,17 +241,9 @@ def _read(path: str | Path, where: str) -> tuple[dict[str, Any], dict[str, np.nd
         # Opening the file ourselves guarantees it is closed when numpy fails midway.
         with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
-    except FileNotFoundError:
+    except (FileNotFoundError, PermissionError, IsADirectoryError):
         raise
-    except (
-        OSError,
-        ValueError,
-        TypeError,
-        AttributeError,
-        zipfile.BadZipFile,
-        EOFError,
-        KeyError,
-    ) as err:
+    except Exception as err:  # a damaged archive can fail in many ways (zlib, zipfile, numpy)
         raise MiniMLError(
             f"{where}: {str(path)!r} is not a readable MiniML model file (truncated or "
             f"corrupted?): {type(err).__name__}: {err}"
@@ -296,6 +287,11 @@ def load_state(model: MiniMLModel, path: str | Path) -> None:
 def _apply_params(
     model: MiniMLModel, meta: dict[str, Any], arrays: dict[str, np.ndarray], where: str
 ) -> None:
+    if meta.get("dtype") != model.dtype.name:
+        raise MiniMLError(
+            f"{where}: the file holds a {meta.get('dtype')!r} model, but this model is "
+            f"{model.dtype.name}."
+        )
     expected = [(n, tuple(p.shape), p.dtype.name) for n, p in model.params.items()]
     try:
         stored = [(e["name"], tuple(e["shape"]), e["dtype"]) for e in meta["params"]]
@@ -343,8 +339,18 @@ def load_model(cls: type[MiniMLModel], path: str | Path) -> Any:
     try:
         args = [decoder.decode(a) for a in meta["init"]["args"]]
         kwargs = {k: decoder.decode(v) for k, v in meta["init"]["kwargs"].items()}
-    except (KeyError, TypeError, AttributeError) as err:
+    except MiniMLError:
+        raise
+    except (KeyError, TypeError, AttributeError, ValueError) as err:
         raise MiniMLError(f"{where}: the constructor arguments in the file are corrupted.") from err
-    model = cls(*args, **kwargs)
+    try:
+        model = cls(*args, **kwargs)
+    except MiniMLError:
+        raise
+    except Exception as err:
+        raise MiniMLError(
+            f"{where}: rebuilding the model from the stored constructor arguments failed "
+            f"({type(err).__name__}: {err}); the file may be corrupted."
+        ) from err
     _apply_params(model, meta, arrays, where)
     return model
