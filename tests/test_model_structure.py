@@ -298,3 +298,25 @@ def test_activity_regularization_enters_the_objective():
     np.testing.assert_allclose(np.asarray(m.w.value).ravel(), [0.75, 0.75], atol=1e-6)
     assert res.loss == pytest.approx(2 * (0.25**2 + 0.5 * 0.75), rel=1e-9)
     np.testing.assert_allclose(m.predict(X), [[0.75], [0.75]], atol=1e-6)
+
+
+def test_clone_builds_an_independent_copy():
+    class Holder(MiniMLModel):
+        def __init__(self, child, scale=2.0):
+            self.child = child
+            self.scale = scale
+            super().__init__()
+
+        def _predict_kernel(self, X, buffer):
+            return self.scale * self.child._predict_kernel(X, buffer)
+
+    model = Holder(Affine(2, 1), scale=3.0)
+    model.randomize(seed=0)
+    copy = model.clone(with_params=True)
+    assert copy is not model and copy.child is not model.child
+    np.testing.assert_array_equal(np.asarray(copy.get_buffer()), np.asarray(model.get_buffer()))
+    copy.randomize(seed=5)
+    assert not np.array_equal(np.asarray(copy.get_buffer()), np.asarray(model.get_buffer()))
+    assert model.clone().bound is False
+    X = np.ones((3, 2))
+    np.testing.assert_allclose(model.predict(X), 3.0 * model.child.predict(X))

@@ -542,6 +542,20 @@ class MiniMLModel(ABC):
 
         return load_model(cls, path)
 
+    def clone(self, with_params: bool = False) -> Self:
+        """A new model built with the same constructor arguments.
+
+        Child models passed to the constructor are cloned too, so the copy shares no
+        parameter with the original. With ``with_params=True`` the copy gets a copy of
+        this model's parameter values; otherwise it is unbound.
+        """
+        args, kwargs = self._miniml_init_args
+        copy = type(self)(*_clone_args(args), **_clone_args(kwargs))
+        if with_params:
+            copy.bind()
+            copy.set_buffer(self.get_buffer(copy=True))
+        return copy
+
     def load_state(self, path: str | Path) -> None:
         """Load parameters saved by `save` into this (already built) model."""
         from miniml.io import load_state
@@ -596,3 +610,18 @@ def _holds_members(value: Any, depth: int = 0) -> bool:
     if isinstance(value, list | tuple | set | frozenset):
         return any(isinstance(v, _MEMBER_TYPES) or _holds_members(v, depth + 1) for v in value)
     return False
+
+
+def _clone_args(value: Any) -> Any:
+    """Constructor arguments with every model replaced by a fresh clone."""
+    if isinstance(value, MiniMLModel):
+        return value.clone()
+    if isinstance(value, MiniMLModelList):
+        return MiniMLModelList([m.clone() for m in value])
+    if isinstance(value, list):
+        return [_clone_args(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_clone_args(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _clone_args(v) for k, v in value.items()}
+    return value
