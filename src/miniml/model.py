@@ -13,13 +13,10 @@ name, so loading checks names and shapes, not just the total size.
 from __future__ import annotations
 
 import fnmatch
-import functools
-import inspect
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator
-from enum import StrEnum
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import jax
 import jax.numpy as jnp
@@ -27,68 +24,25 @@ import numpy as np
 from jax import Array as JXArray
 
 from miniml.errors import MiniMLError
+from miniml.kernel import (
+    PredictKernelOutput,
+    PredictMode,
+    split_kernel_output,
+    wrap_short_kernel,
+)
 from miniml.loss import LossFunction, squared_error_loss
 from miniml.param import MiniMLParam, MiniMLParamList
 
 if TYPE_CHECKING:
     from miniml.optim.base import FitResult, MiniMLOptimizer
 
-__all__ = ["MiniMLModel", "MiniMLModelList", "PredictKernelOutput", "PredictMode"]
-
-
-class PredictMode(StrEnum):
-    """Why the forward pass runs: ``TRAIN`` inside `fit`, ``INFERENCE`` in `predict`."""
-
-    TRAIN = "train"
-    INFERENCE = "inference"
-
-
-class PredictKernelOutput(NamedTuple):
-    """What a forward pass returns when it also has an activity penalty.
-
-    ``activity_loss`` is added to the objective times ``active_reg_lambda``.
-    """
-
-    y_pred: Any
-    activity_loss: JXArray
-
-
-def split_kernel_output(out: Any) -> tuple[Any, JXArray | None]:
-    """Return ``(y_pred, activity_loss or None)`` from a forward pass's output."""
-    if isinstance(out, PredictKernelOutput):
-        return out.y_pred, out.activity_loss
-    return out, None
-
-
-def _wrap_short_kernel(kernel: Callable[..., Any]) -> Callable[..., Any]:
-    """Let ``_predict_kernel(self, X, buffer)`` be called with ``rng_key`` and ``mode``.
-
-    MiniML's README writes the short form; composite models call children with the long
-    form. Arguments the user's kernel does not declare are not passed to it.
-    """
-    params = inspect.signature(kernel).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return kernel
-    accepts_rng, accepts_mode = "rng_key" in params, "mode" in params
-    if accepts_rng and accepts_mode:
-        return kernel
-
-    @functools.wraps(kernel)
-    def kernel_with_defaults(
-        self: Any,
-        X: Any,
-        buffer: JXArray,
-        rng_key: JXArray | None = None,
-        mode: PredictMode = PredictMode.INFERENCE,
-        **kwargs: Any,
-    ) -> Any:
-        if accepts_rng:
-            kwargs["rng_key"] = rng_key
-        if accepts_mode:
-            kwargs["mode"] = mode
-        return kernel(self, X, buffer, **kwargs)
-
-    return kernel_with_defaults
+__all__ = [
+    "MiniMLModel",
+    "MiniMLModelList",
+    "PredictKernelOutput",
+    "PredictMode",
+    "split_kernel_output",
+]
 
 
 class MiniMLModel(ABC):
@@ -127,7 +81,7 @@ class MiniMLModel(ABC):
         super().__init_subclass__(**kwargs)
         kernel = cls.__dict__.get("_predict_kernel")
         if kernel is not None and not getattr(kernel, "__isabstractmethod__", False):
-            cls._predict_kernel = _wrap_short_kernel(kernel)  # type: ignore[method-assign]
+            cls._predict_kernel = wrap_short_kernel(kernel)  # type: ignore[method-assign]
 
     def __init__(self, loss: LossFunction | None = squared_error_loss) -> None:
         where = f"{type(self).__name__}.__init__"
