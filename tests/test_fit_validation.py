@@ -190,3 +190,46 @@ def test_zero_start_that_can_train_does_not_warn():
     randomized.randomize(seed=0)
     randomized.set_buffer(np.zeros(4))
     randomized.fit(X, Y)
+
+
+def test_one_dimensional_x_for_a_matrix_model_is_reported():
+    with pytest.raises(MiniMLError, match=r"forward pass failed for X like float64\[20\]"):
+        fitted().fit(X[:, 0], Y)
+
+
+def test_object_arrays_are_rejected():
+    objects = np.empty((20, 3), dtype=object)
+    objects[:] = 1.0
+    with pytest.raises(MiniMLError, match="dtype object"):
+        fitted().fit(objects, Y)
+
+
+def test_integer_targets_of_a_regression_loss_fit_like_floats():
+    y_int = np.round(Y * 10).astype(np.int64)
+    a, b = fitted(), fitted()
+    res_int = a.fit(X, y_int)
+    res_float = b.fit(X, y_int.astype(np.float64))
+    assert res_int.loss == res_float.loss
+    np.testing.assert_array_equal(np.asarray(a.get_buffer()), np.asarray(b.get_buffer()))
+
+
+@pytest.mark.parametrize(
+    "options, match",
+    [
+        ({"batch_size": 0}, "batch_size must be a positive int"),
+        ({"batch_size": 21}, "larger than the 20 samples"),
+        ({"epochs": 0}, "epochs must be a positive int"),
+        ({"chunk_size": -3}, "chunk_size must be a positive int"),
+        ({"validation_freq": 0}, "validation_freq"),
+        ({"seed": "x"}, "seed must be an int"),
+        ({"callbacks": [print]}, "callbacks must be Callback"),
+    ],
+)
+def test_bad_fit_options_are_rejected(options, match):
+    with pytest.raises(MiniMLError, match=match):
+        fitted().fit(X, Y, **options)
+
+
+def test_unknown_fit_options_are_rejected():
+    with pytest.raises(TypeError, match=r"unexpected keyword argument\(s\) \['learning_rate'\]"):
+        fitted().fit(X, Y, learning_rate=0.1)

@@ -5,10 +5,11 @@ from __future__ import annotations
 __all__ = ["ConvergenceWarning", "MiniMLError", "NonFiniteWarning"]
 
 
-class MiniMLError(ValueError):
+class MiniMLError(ValueError, TypeError):
     """Raised when MiniML is used incorrectly.
 
-    It subclasses `ValueError`, so code written as ``except ValueError`` keeps working.
+    It subclasses `ValueError` and `TypeError`, so code written as ``except ValueError``
+    or ``except TypeError`` keeps working.
     Every message names the function that complained, what it expected, what it
     received and how to fix it.
     """

@@ -6,6 +6,7 @@ and optimizers see only a `Problem`.
 
 from __future__ import annotations
 
+import inspect
 import math
 import warnings
 from collections.abc import Iterable
@@ -36,7 +37,7 @@ from miniml.predict import split_kwargs
 if TYPE_CHECKING:
     from miniml.model import MiniMLModel
 
-__all__ = ["fit_model"]
+__all__ = ["FIT_OPTIONS", "fit_model"]
 
 
 def _check_strength(value: Any, name: str, where: str) -> float:
@@ -489,3 +490,11 @@ def _result(
         stop_reason=state.stop_reason,
         interrupted=interrupted,
     )
+
+
+FIT_OPTIONS = frozenset(
+    name
+    for name, parameter in inspect.signature(fit_model).parameters.items()
+    if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+)
+"""The keyword-only options of `fit_model`, i.e. of `MiniMLModel.fit`."""

@@ -478,8 +478,15 @@ class MiniMLModel(ABC):
         Returns:
             A `FitResult`; the model holds the fitted parameters.
         """
-        from miniml.fitting import fit_model
+        from miniml.fitting import FIT_OPTIONS, fit_model
 
+        unknown = sorted(set(options) - FIT_OPTIONS)
+        if unknown:
+            raise MiniMLError(
+                f"{type(self).__name__}.fit: unexpected keyword argument(s) {unknown}; the "
+                f"options are {sorted(FIT_OPTIONS)}. Optimizer settings such as learning "
+                "rates belong to the optimizer object."
+            )
         return fit_model(self, X, y, reg_lambda=reg_lambda, optimizer=optimizer, **options)
 
     # -------------------------------------------------------------- persistence
