@@ -20,7 +20,9 @@ import numpy as np
 from miniml._chunked import chunk_data
 from miniml.callbacks import Callback
 from miniml.data import as_data, describe, signature_of
+from miniml.distributed import resolve_mesh, shard_rows
 from miniml.errors import MiniMLError
+from miniml.loss import reduction_of
 from miniml.metrics import resolve_metrics
 from miniml.monitor import FitMonitor, Validator, check_validation_freq
 from miniml.objective import Hyper, objective_for
@@ -179,6 +181,7 @@ def fit_model(
     verbose: int | bool | None = None,
     stage_hook: Any = None,
     chunk_size: int | None = None,
+    devices: Any = None,
 ) -> FitResult:
     """Fit ``model`` to ``(X, y)``; see `MiniMLModel.fit`.
 
@@ -196,6 +199,9 @@ def fit_model(
         chunk_size: evaluate the full-batch objective, gradient and Hessian-vector
             products exactly in chunks of this many samples, so that models whose
             activations do not fit in memory can still use L-BFGS.
+        devices: data-parallel fitting for full-batch optimizers: a device count, a
+            list of jax devices or a 1-D `jax.sharding.Mesh` with axis ``"data"``; the
+            samples are sharded over them (see `miniml.distributed`).
         shuffle: reshuffle samples every epoch (stochastic optimizers).
         validation_data: ``(X_val, y_val)`` evaluated (in inference mode) every
             ``validation_freq`` iterations into the history's ``val_*`` columns.
@@ -288,8 +294,16 @@ def fit_model(
     if vars(model).get("_miniml_zero_start", False):
         _warn_if_zero_start_is_stuck(model, frozen, static, (X_data, y_data), hyper, where)
     reduction = getattr(model.loss_function, "reduction", None)
+    mesh = resolve_mesh(devices, where)
+    if mesh is not None and any(stochastic):
+        raise MiniMLError(
+            f"{where}: devices= shards data for full-batch optimizers; mini-batch training "
+            "on several devices is not supported yet. Fit the stochastic stage without it."
+        )
+    if mesh is not None:
+        reduction_of(model.loss_function, where)  # sharded evaluation needs the reduction
     run = _StageRunner(model, static, (X_data, y_data), hyper, n_x,
-                       reduction if reduction in ("sum", "mean") else None)  # fmt: skip
+                       reduction if reduction in ("sum", "mean") else None, mesh)  # fmt: skip
     monitor = FitMonitor(model, callback_list, validator, freq, verbose)
     results: list[tuple[str, OptimizerResult]] = []
     interrupted = False
@@ -374,19 +388,34 @@ class _StageRunner:
 
     def __init__(
         self, model: MiniMLModel, static: tuple, data: Any, hyper: Hyper, n_samples: int,
-        reduction: str | None,
+        reduction: str | None, mesh: Any = None,
     ) -> None:  # fmt: skip
         self.model, self.static, self.data, self.hyper = model, static, data, hyper
         self.n_samples, self.reduction = n_samples, reduction
+        self.mesh = mesh
         self.chunked: dict[int, Any] = {}
         self.last_chunk: int | None = None
 
+    def effective_chunk(self, chunk: int | None) -> int | None:
+        """The chunk size to evaluate with: None for direct evaluation.
+
+        On a device mesh every evaluation is chunked (one chunk by default), with the
+        chunk size rounded up to a multiple of the number of devices.
+        """
+        n = self.n_samples
+        if self.mesh is None:
+            return None if chunk is None or chunk >= n else chunk
+        size = n if chunk is None else min(chunk, n)
+        k = self.mesh.size
+        return -(-size // k) * k
+
     def data_for(self, chunk: int | None) -> Any:
         """The data as the objective expects it: plain, or padded and chunked."""
-        if chunk is None or chunk >= self.n_samples:
+        if chunk is None:
             return self.data
         if chunk not in self.chunked:
-            self.chunked[chunk] = chunk_data(self.data, self.n_samples, chunk)
+            chunked = chunk_data(self.data, self.n_samples, chunk)
+            self.chunked[chunk] = chunked if self.mesh is None else shard_rows(chunked, self.mesh)
         return self.chunked[chunk]
 
     def __call__(
@@ -400,8 +429,7 @@ class _StageRunner:
     ) -> OptimizerResult:
         model = self.model
         dtype = model.dtype
-        if chunk is not None and chunk >= self.n_samples:
-            chunk = None  # one chunk holds everything: evaluate directly
+        chunk = self.effective_chunk(chunk)
         self.last_chunk = chunk
         objective = objective_for(model, frozen, self.static, chunk)
         buffer = model.get_buffer(copy=False)

@@ -1,0 +1,62 @@
+"""Data-parallel fitting over several devices with JAX's own sharding.
+
+``fit(..., devices=...)`` lays the samples out along a one-dimensional device mesh
+(axis ``"data"``). The data are padded to a multiple of the number of devices and
+evaluated through the masked, chunked objective of `miniml._chunked`, with the row
+axis of each chunk sharded, so XLA computes each device's rows where they live and
+reduces the objective, gradient and Hessian-vector products with collectives. The
+parameters are replicated. The same works across processes once
+``jax.distributed.initialize(...)`` has made the other hosts' devices visible (see the
+"Scale" page of the documentation for the launch recipe).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from miniml.errors import MiniMLError
+
+__all__ = ["DATA_AXIS", "resolve_mesh", "shard_rows"]
+
+DATA_AXIS = "data"
+
+
+def resolve_mesh(devices: Any, where: str) -> Mesh | None:
+    """``devices`` as a 1-D mesh: None, a count, a list of devices, or a `Mesh`."""
+    if devices is None:
+        return None
+    if isinstance(devices, Mesh):
+        if DATA_AXIS not in devices.axis_names or len(devices.axis_names) != 1:
+            raise MiniMLError(
+                f"{where}: a Mesh for data-parallel fitting must have exactly one axis named "
+                f"{DATA_AXIS!r}, got axes {devices.axis_names}."
+            )
+        return devices
+    available = jax.devices()
+    if isinstance(devices, int | np.integer) and not isinstance(devices, bool):
+        if not 1 <= devices <= len(available):
+            raise MiniMLError(
+                f"{where}: devices={devices} but {len(available)} device(s) are available "
+                f"({available[0].platform}). On a CPU, set XLA_FLAGS="
+                "--xla_force_host_platform_device_count=N before importing jax to get N."
+            )
+        chosen: Sequence[Any] = available[: int(devices)]
+    elif isinstance(devices, list | tuple) and devices:
+        chosen = list(devices)
+    else:
+        raise MiniMLError(
+            f"{where}: devices must be None, a device count, a list of jax devices or a "
+            f"jax.sharding.Mesh with axis {DATA_AXIS!r}; got {devices!r}."
+        )
+    return Mesh(np.array(chosen), (DATA_AXIS,))
+
+
+def shard_rows(chunked: Any, mesh: Mesh) -> Any:
+    """Place chunked data ``(n_chunks, rows, ...)`` with the row axis over the mesh."""
+    sharding = NamedSharding(mesh, PartitionSpec(None, DATA_AXIS))
+    return jax.tree.map(lambda leaf: jax.device_put(leaf, sharding), chunked)
