@@ -92,3 +92,54 @@ def test_too_many_devices_is_a_clear_error():
     model.bind()
     with pytest.raises(MiniMLError, match="xla_force_host_platform_device_count"):
         model.fit(np.ones((4, 2)), np.ones((4, 1)), devices=64)
+
+
+WORKER = textwrap.dedent(
+    """
+    import json
+    import sys
+
+    import jax
+
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address=f"127.0.0.1:{sys.argv[2]}",
+                               num_processes=2, process_id=int(sys.argv[1]))
+    import numpy as np
+    from sklearn.datasets import make_regression
+    from tests.models import LinearModel
+
+    X, y = make_regression(n_samples=10000, n_features=20, n_informative=4, bias=3,
+                           noise=1, random_state=1234)
+    X = np.c_[np.ones(len(y)), X]
+    rows = slice(0, 5000) if jax.process_index() == 0 else slice(5000, 10000)
+    model = LinearModel(21, 1, bias=False)
+    model.bind()
+    res = model.fit(X[rows], y[rows, None], reg_lambda=0.0, devices=len(jax.devices()))
+    print(json.dumps([res.loss, res.n_iterations,
+                      np.asarray(model.W.value).ravel().tolist()]))
+    """
+)
+
+
+def test_two_processes_with_jax_distributed_equal_one_process(results):
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MINIML_", "XLA_FLAGS"))}
+    workers = [
+        subprocess.Popen([sys.executable, "-c", WORKER, str(rank), port], env=env, cwd=ROOT,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for rank in range(2)
+    ]  # fmt: skip
+    outputs = []
+    for worker in workers:
+        out, err = worker.communicate(timeout=300)
+        assert worker.returncode == 0, err[-3000:]
+        outputs.append(json.loads(out.strip().splitlines()[-1]))
+    loss, iterations, coef = results["p1_None"]
+    for distributed in outputs:
+        assert distributed[1] == iterations
+        assert distributed[0] == pytest.approx(loss, rel=1e-10)
+        np.testing.assert_allclose(distributed[2], coef, rtol=1e-10)

@@ -21,7 +21,13 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from miniml.errors import MiniMLError
 
-__all__ = ["DATA_AXIS", "resolve_mesh", "shard_rows"]
+__all__ = [
+    "DATA_AXIS",
+    "check_equal_local_samples",
+    "local_device_count",
+    "resolve_mesh",
+    "shard_rows",
+]
 
 DATA_AXIS = "data"
 
@@ -56,7 +62,34 @@ def resolve_mesh(devices: Any, where: str) -> Mesh | None:
     return Mesh(np.array(chosen), (DATA_AXIS,))
 
 
+def local_device_count(mesh: Mesh) -> int:
+    """How many of the mesh's devices belong to this process."""
+    return sum(1 for d in mesh.devices.flat if d.process_index == jax.process_index())
+
+
+def check_equal_local_samples(n_local: int, where: str) -> None:
+    """In a multi-process fit every process must hold the same number of samples."""
+    if jax.process_count() == 1:
+        return
+    from jax.experimental import multihost_utils
+
+    counts = np.asarray(multihost_utils.process_allgather(np.asarray(n_local))).ravel()
+    if len(set(counts.tolist())) != 1:
+        raise MiniMLError(
+            f"{where}: in a multi-process fit every process must pass the same number of "
+            f"samples; the processes hold {counts.tolist()}. Split the data evenly."
+        )
+
+
 def shard_rows(chunked: Any, mesh: Mesh) -> Any:
-    """Place chunked data ``(n_chunks, rows, ...)`` with the row axis over the mesh."""
+    """Place chunked data ``(n_chunks, rows, ...)`` with the row axis over the mesh.
+
+    With several processes each passes its own rows, and the global array is their
+    concatenation along the row axis.
+    """
     sharding = NamedSharding(mesh, PartitionSpec(None, DATA_AXIS))
-    return jax.tree.map(lambda leaf: jax.device_put(leaf, sharding), chunked)
+    if jax.process_count() == 1:
+        return jax.tree.map(lambda leaf: jax.device_put(leaf, sharding), chunked)
+    return jax.tree.map(
+        lambda leaf: jax.make_array_from_process_local_data(sharding, np.asarray(leaf)), chunked
+    )

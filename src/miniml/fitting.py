@@ -20,7 +20,12 @@ import numpy as np
 from miniml._chunked import chunk_data
 from miniml.callbacks import Callback
 from miniml.data import as_data, describe, signature_of
-from miniml.distributed import resolve_mesh, shard_rows
+from miniml.distributed import (
+    check_equal_local_samples,
+    local_device_count,
+    resolve_mesh,
+    shard_rows,
+)
 from miniml.errors import MiniMLError
 from miniml.loss import reduction_of
 from miniml.metrics import resolve_metrics
@@ -124,9 +129,16 @@ def _fit_options(
 
 def _resolve_stages(optimizer: Any, where: str) -> list[tuple[str, MiniMLOptimizer]]:
     """One optimizer, a SciPy method name, or a list of them (a staged fit)."""
-    from miniml.optim.scipy import ScipyOptimizer
+    import optax
 
-    items = list(optimizer) if isinstance(optimizer, list | tuple) else [optimizer]
+    from miniml.optim.scipy import ScipyOptimizer
+    from miniml.optim.stochastic import OptaxOptimizer
+
+    # An optax transformation is a NamedTuple: one optimizer, not a list of stages.
+    is_stages = isinstance(optimizer, list | tuple) and not isinstance(
+        optimizer, optax.GradientTransformation
+    )
+    items = list(optimizer) if is_stages else [optimizer]
     if not items:
         raise MiniMLError(f"{where}: optimizer is an empty list; give at least one stage.")
     stages: list[tuple[str, MiniMLOptimizer]] = []
@@ -135,6 +147,8 @@ def _resolve_stages(optimizer: Any, where: str) -> list[tuple[str, MiniMLOptimiz
             item = ScipyOptimizer()
         elif isinstance(item, str):
             item = ScipyOptimizer(item)
+        elif isinstance(item, optax.GradientTransformation):
+            item = OptaxOptimizer(item)  # any optax transformation is an optimizer
         if not isinstance(item, MiniMLOptimizer):
             raise MiniMLError(
                 f"{where}: optimizer must be a MiniMLOptimizer (e.g. ScipyOptimizer(...) or "
@@ -302,6 +316,7 @@ def fit_model(
         )
     if mesh is not None:
         reduction_of(model.loss_function, where)  # sharded evaluation needs the reduction
+        check_equal_local_samples(n_x, where)
     run = _StageRunner(model, static, (X_data, y_data), hyper, n_x,
                        reduction if reduction in ("sum", "mean") else None, mesh)  # fmt: skip
     monitor = FitMonitor(model, callback_list, validator, freq, verbose)
@@ -406,7 +421,7 @@ class _StageRunner:
         if self.mesh is None:
             return None if chunk is None or chunk >= n else chunk
         size = n if chunk is None else min(chunk, n)
-        k = self.mesh.size
+        k = local_device_count(self.mesh)  # rows of this process, spread over its devices
         return -(-size // k) * k
 
     def data_for(self, chunk: int | None) -> Any:
