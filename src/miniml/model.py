@@ -528,6 +528,25 @@ class MiniMLModel(ABC):
             return f"{type(self).__name__}(<not initialized>)"
         return f"{type(self).__name__}(n_params={self._size}, dtype={self._dtype.name})"
 
+    # ------------------------------------------------- PyTorch-style training loop
+    def parameters(self) -> list[MiniMLParam]:
+        """The parameters in buffer order, for ``SGD(model.parameters(), lr=...)``.
+
+        See `miniml.optim.torch_style` for the ``backward`` / ``step`` / ``zero_grad`` loop.
+        """
+        from miniml.optim.torch_style import parameters
+
+        return parameters(self)
+
+    def backward(self, X: Any, y: Any, reg_lambda: float = 1.0) -> JXArray:
+        """The objective on ``(X, y)``; adds its gradient to the stored one (as torch).
+
+        The flexible-but-slower path; see `miniml.optim.torch_style`.
+        """
+        from miniml.optim.torch_style import backward
+
+        return backward(self, X, y, reg_lambda)
+
 
 class MiniMLModelList:
     """An ordered container of child models; elements are named ``<attr>.<index>``."""
