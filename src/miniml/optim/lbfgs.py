@@ -1,0 +1,449 @@
+"""`LBFGS`: the whole L-BFGS loop, line search included, compiled by XLA.
+
+The solver chains optax's building blocks: `optax.scale_by_lbfgs` computes the
+direction :math:`d_k = -H_k g_k` (two-loop recursion over the last ``memory_size``
+pairs :math:`s_i = x_{i+1} - x_i`, :math:`y_i = g_{i+1} - g_i`), and
+`optax.scale_by_zoom_linesearch` picks a step :math:`\\eta_k` that satisfies the
+strong Wolfe conditions
+
+.. math::
+    f(x_k + \\eta_k d_k) \\le f(x_k) + c_1 \\eta_k g_k^\\top d_k, \\qquad
+    |\\nabla f(x_k + \\eta_k d_k)^\\top d_k| \\le c_2 |g_k^\\top d_k|
+
+(:math:`c_1 = 10^{-4}`, :math:`c_2 = 0.9`, with Hager and Zhang's approximate
+decrease test near the minimum), so :math:`x_{k+1} = x_k + \\eta_k d_k`. The value and
+gradient at the accepted step come from the line search's last evaluation (what
+`optax.value_and_grad_from_state` reads), so every iteration costs exactly the line
+search's evaluations.
+
+Stopping rules are SciPy's L-BFGS-B rules (without bounds), checked after each
+iteration: :math:`\\|g_{k+1}\\|_\\infty \\le` ``gtol``; or
+:math:`(f_k - f_{k+1}) / \\max(|f_k|, |f_{k+1}|, 1) \\le` ``ftol``; or ``maxiter``
+iterations; or ``maxfun`` value-and-gradient evaluations.
+
+Segments and callbacks: the loop runs on the device in segments of
+``segment_length`` iterations (one `jax.lax.while_loop` each). Every segment writes
+the objective, the gradient norm, the evaluation count and the iterate of each
+iteration into fixed-size device buffers; the host then replays them to the fit's
+history, validation and callbacks, one `Problem.report_iteration` call per iteration.
+A callback that asks to stop (e.g. `EarlyStopping`) ends the fit at the iteration it
+saw, but the device may already have computed the rest of that segment.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax import Array as JXArray
+
+from miniml.errors import ConvergenceWarning, MiniMLError, NonFiniteWarning
+from miniml.objective import Objective
+from miniml.optim.base import MiniMLOptimizer, OptimizerResult, Problem
+
+__all__ = ["LBFGS"]
+
+# Why the loop stopped (device-side codes), and what the host reports for each.
+_RUNNING, _GTOL, _FTOL, _MAXITER, _MAXFUN, _LINESEARCH, _NONFINITE = range(7)
+_OUTCOMES: dict[int, tuple[bool, int, str]] = {
+    _GTOL: (True, 0, "CONVERGENCE: NORM OF PROJECTED GRADIENT <= PGTOL"),
+    _FTOL: (True, 0, "CONVERGENCE: RELATIVE REDUCTION OF F <= FACTR*EPSMCH"),
+    _MAXITER: (False, 1, "STOP: TOTAL NO. OF ITERATIONS REACHED LIMIT"),
+    _MAXFUN: (False, 1, "STOP: TOTAL NO. OF F,G EVALUATIONS EXCEEDS LIMIT"),
+    _LINESEARCH: (
+        False,
+        2,
+        "ABNORMAL: the line search found no step that decreases the objective; the "
+        "result is the last accepted iterate",
+    ),
+    _NONFINITE: (
+        False,
+        3,
+        "the objective or its gradient is not finite; the model keeps the last finite iterate",
+    ),
+}
+
+_HISTORY_BUDGET = 2**22
+"""Scalars of iterate history per segment (32 MiB in float64) when the segment
+length is chosen automatically."""
+
+
+class _Settings(NamedTuple):
+    """Stopping rules, passed to the compiled loop as traced values (numpy on the host)."""
+
+    maxiter: Any
+    maxfun: Any
+    gtol: Any
+    ftol: Any
+    max_linesearch_steps: Any
+
+
+class _Carry(NamedTuple):
+    """The solver's state between iterations (and between segments)."""
+
+    x: JXArray
+    value: JXArray
+    grad: JXArray
+    opt_state: Any
+    n_iterations: JXArray
+    n_evaluations: JXArray
+    status: JXArray
+
+
+class _History(NamedTuple):
+    """One segment's per-iteration records; the first ``n_rows`` rows are valid."""
+
+    n_rows: JXArray
+    value: JXArray
+    grad_norm: JXArray
+    n_evaluations: JXArray
+    x: JXArray
+
+
+class _Report(NamedTuple):
+    """What the host reads after a segment (the carry stays on the device)."""
+
+    status: JXArray
+    n_iterations: JXArray
+    n_evaluations: JXArray
+    value: JXArray
+    x: JXArray
+    history: _History
+
+
+class LBFGS(MiniMLOptimizer):
+    """L-BFGS with a zoom (strong Wolfe) line search, the whole loop compiled by XLA.
+
+    Built on `optax.lbfgs` and `optax.scale_by_zoom_linesearch` (see the module
+    docstring for the update and the stopping rules). The compiled loop is cached on
+    the model's objective, and ``maxiter``, ``maxfun``, ``gtol``, ``ftol`` and
+    ``max_linesearch_steps`` are traced values, so fitting again, with new data of the
+    same shapes or new values of these settings, compiles nothing.
+
+    Args:
+        maxiter: maximum number of iterations (SciPy's ``maxiter``).
+        gtol: stop when :math:`\\|g\\|_\\infty \\le` ``gtol`` (SciPy's ``gtol``).
+        ftol: stop when the relative reduction of the objective
+            :math:`(f_k - f_{k+1}) / \\max(|f_k|, |f_{k+1}|, 1) \\le` ``ftol``
+            (SciPy's ``ftol``; with 0 only an iteration without any decrease stops).
+        memory_size: number of correction pairs kept (SciPy's ``maxcor``).
+        maxfun: maximum number of value-and-gradient evaluations.
+        max_linesearch_steps: maximum evaluations of one line search (SciPy's
+            ``maxls``).
+        segment_length: iterations per compiled segment; history, validation and
+            callbacks run on the host between segments. None chooses
+            ``min(128, max(1, 2**22 // n_parameters))`` so that the iterate buffer
+            stays below 32 MiB. It is part of the compiled program's shape: changing
+            it compiles again.
+
+    The result's ``status`` is 0 (converged), 1 (``maxiter`` or ``maxfun`` reached),
+    2 (line search failure) or 3 (non-finite objective or gradient), as in SciPy's
+    L-BFGS-B plus code 3. A non-finite objective or gradient stops the loop with
+    ``success=False`` and a `NonFiniteWarning`, keeping the last finite iterate;
+    stopping without convergence issues a `ConvergenceWarning`.
+    """
+
+    def __init__(
+        self,
+        maxiter: int = 15000,
+        gtol: float = 1e-5,
+        ftol: float = 2.2e-9,
+        memory_size: int = 10,
+        maxfun: int = 15000,
+        max_linesearch_steps: int = 20,
+        segment_length: int | None = None,
+    ) -> None:
+        self.maxiter = _positive_int(maxiter, "maxiter")
+        self.maxfun = _positive_int(maxfun, "maxfun")
+        self.memory_size = _positive_int(memory_size, "memory_size")
+        self.max_linesearch_steps = _positive_int(max_linesearch_steps, "max_linesearch_steps")
+        self.segment_length = (
+            None if segment_length is None else _positive_int(segment_length, "segment_length")
+        )
+        self.gtol = _tolerance(gtol, "gtol")
+        self.ftol = _tolerance(ftol, "ftol")
+
+    def __repr__(self) -> str:
+        return (
+            f"LBFGS(maxiter={self.maxiter}, gtol={self.gtol!r}, ftol={self.ftol!r}, "
+            f"memory_size={self.memory_size}, maxfun={self.maxfun}, "
+            f"max_linesearch_steps={self.max_linesearch_steps}, "
+            f"segment_length={self.segment_length})"
+        )
+
+    def minimize(self, problem: Problem) -> OptimizerResult:
+        for option in ("epochs", "batch_size"):
+            if getattr(problem.options, option) is not None:
+                raise MiniMLError(
+                    f"LBFGS.minimize: fit(..., {option}=...) applies to stochastic "
+                    "optimizers; LBFGS always uses the full data. Use LBFGS(maxiter=...) "
+                    "to limit iterations."
+                )
+        dtype = problem.dtype
+        if not np.issubdtype(dtype, np.floating):
+            raise MiniMLError(
+                f"LBFGS.minimize: parameters must be floating point, got dtype {dtype}."
+            )
+        length = self.segment_length or min(128, max(1, _HISTORY_BUDGET // max(problem.size, 1)))
+        x0 = np.asarray(problem.x0, dtype)
+        segment, template = _compiled_loop(problem, self.memory_size, length)
+        settings = _Settings(
+            maxiter=np.int32(self.maxiter),
+            maxfun=np.int32(self.maxfun),
+            gtol=np.asarray(self.gtol, dtype),
+            ftol=np.asarray(self.ftol, dtype),
+            max_linesearch_steps=np.int32(self.max_linesearch_steps),
+        )
+        carry, fresh, reported = template, True, 0
+        while True:
+            # One dispatch and one device-to-host transfer per segment.
+            carry, report = segment(carry, x0, np.bool_(fresh), problem.args, settings)
+            report = jax.device_get(report)
+            fresh = False
+            stopped_at = _replay(problem, report.history, reported)
+            if stopped_at is not None:
+                x, fun, evaluations, iteration = stopped_at
+                problem.n_fun = problem.n_grad = evaluations
+                return OptimizerResult(
+                    x=x,
+                    fun=fun,
+                    success=False,
+                    message="Stopped by a callback.",
+                    n_iterations=iteration,
+                    n_function_evaluations=evaluations,
+                    n_jacobian_evaluations=evaluations,
+                    status=None,
+                )
+            reported += int(report.history.n_rows)
+            if int(report.status) != _RUNNING:
+                return _finish(problem, report)
+
+    @property
+    def name(self) -> str:
+        return "LBFGS"
+
+
+def _positive_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise MiniMLError(
+            f"LBFGS: {name} must be a positive int, got {value!r}; e.g. LBFGS({name}=100)."
+        )
+    if value > np.iinfo(np.int32).max:
+        raise MiniMLError(f"LBFGS: {name}={value} is too large; use at most 2**31 - 1.")
+    return int(value)
+
+
+def _tolerance(value: Any, name: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError) as err:
+        raise MiniMLError(f"LBFGS: {name} must be a number >= 0, got {value!r}.") from err
+    if not math.isfinite(number) or number < 0:
+        raise MiniMLError(
+            f"LBFGS: {name} must be finite and >= 0, got {value!r}; e.g. LBFGS({name}=1e-6)."
+        )
+    return number
+
+
+def _replay(problem: Problem, history: _History, first: int) -> tuple[Any, float, int, int] | None:
+    """Report a segment's iterations; ``(x, f, evaluations, iteration)`` if told to stop.
+
+    ``first`` is the number of iterations reported by earlier segments.
+    """
+    for row in range(int(history.n_rows)):
+        evaluations = int(history.n_evaluations[row])
+        problem.n_fun = problem.n_grad = evaluations
+        fun = float(history.value[row])
+        iteration = first + row + 1
+        stop = problem.report_iteration(
+            x=history.x[row],
+            fun=fun,
+            grad_norm=float(history.grad_norm[row]),
+            n_iterations=iteration,
+        )
+        if stop:
+            return np.array(history.x[row]), fun, evaluations, iteration
+    return None
+
+
+def _finish(problem: Problem, report: _Report) -> OptimizerResult:
+    status = int(report.status)
+    success, code, message = _OUTCOMES[status]
+    fun = float(report.value)
+    evaluations = int(report.n_evaluations)
+    problem.n_fun = problem.n_grad = evaluations
+    if status == _NONFINITE:
+        message = f"{message} (objective {fun:.6g})."
+        warnings.warn(message, NonFiniteWarning, stacklevel=4)
+    elif not success:
+        warnings.warn(f"LBFGS did not converge: {message}", ConvergenceWarning, stacklevel=4)
+    return OptimizerResult(
+        x=np.array(report.x),
+        fun=fun,
+        success=success,
+        message=message,
+        n_iterations=int(report.n_iterations),
+        n_function_evaluations=evaluations,
+        n_jacobian_evaluations=evaluations,
+        status=code,
+    )
+
+
+def _compiled_loop(problem: Problem, memory_size: int, length: int) -> tuple[Any, _Carry]:
+    """The jitted segment function, cached on the objective, and a carry template.
+
+    The template has the carry's shapes (zeros); the first segment call replaces it by
+    the initial state, so the first call needs no program of its own.
+    """
+    objective = problem.objective
+    key = ("miniml.optim.LBFGS", memory_size, length)
+    cached = objective.cache.get(key)
+    if cached is None:
+        cached = objective.cache[key] = _build_loop(objective, memory_size, length)
+    segment, initial, templates = cached
+    shape_key = (problem.x0.shape, problem.dtype.str)
+    template = templates.get(shape_key)
+    if template is None:
+        settings = _Settings(
+            *(
+                jax.ShapeDtypeStruct((), t)
+                for t in (np.int32, np.int32, problem.dtype, problem.dtype, np.int32)
+            )
+        )
+        shapes = jax.eval_shape(
+            initial, jax.ShapeDtypeStruct(problem.x0.shape, problem.dtype), problem.args, settings
+        )
+        template = templates[shape_key] = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)
+    return segment, template
+
+
+def _solver(max_linesearch_steps: JXArray, memory_size: int) -> Any:
+    linesearch = optax.scale_by_zoom_linesearch(
+        max_linesearch_steps=max_linesearch_steps, initial_guess_strategy="one"
+    )
+    return optax.lbfgs(memory_size=memory_size, linesearch=linesearch)
+
+
+def _fused_value(objective: Objective, args: Any) -> Any:
+    """``theta -> value`` whose gradient comes from the objective's fused evaluation.
+
+    The line search differentiates it; a custom VJP makes that one call of
+    ``objective.value_and_grad`` (which is chunked when the fit asked for chunks).
+    """
+
+    @jax.custom_vjp
+    def value(theta: JXArray) -> JXArray:
+        return objective.value(theta, *args)
+
+    def forward(theta: JXArray) -> tuple[JXArray, JXArray]:
+        return objective.value_and_grad(theta, *args)
+
+    def backward(grad: JXArray, cotangent: JXArray) -> tuple[JXArray]:
+        return (cotangent * grad,)
+
+    value.defvjp(forward, backward)
+    return value
+
+
+def _build_loop(objective: Objective, memory_size: int, length: int) -> tuple[Any, Any, dict]:
+    def initial(x0: JXArray, args: Any, settings: _Settings) -> _Carry:
+        value, grad = objective.value_and_grad(x0, *args)
+        finite = jnp.isfinite(value) & jnp.all(jnp.isfinite(grad))
+        status = jnp.where(
+            ~finite,
+            _NONFINITE,
+            jnp.where(jnp.max(jnp.abs(grad), initial=0.0) <= settings.gtol, _GTOL, _RUNNING),
+        )
+        opt_state = _solver(settings.max_linesearch_steps, memory_size).init(x0)
+        zero = jnp.zeros((), jnp.int32)
+        carry = _Carry(x0, value, grad, opt_state, zero, zero + 1, status.astype(jnp.int32))
+        return _strong(carry)
+
+    def segment(
+        carry: _Carry, x0: JXArray, fresh: JXArray, args: Any, settings: _Settings
+    ) -> tuple[_Carry, _Report]:
+        carry = jax.lax.cond(fresh, lambda: initial(x0, args, settings), lambda: _strong(carry))
+        solver = _solver(settings.max_linesearch_steps, memory_size)
+        value_fn = _fused_value(objective, args)
+        x = carry.x
+        history = _History(
+            n_rows=jnp.zeros((), jnp.int32),
+            value=jnp.zeros(length, x.dtype),
+            grad_norm=jnp.zeros(length, x.dtype),
+            n_evaluations=jnp.zeros(length, jnp.int32),
+            x=jnp.zeros((length, *x.shape), x.dtype),
+        )
+
+        def iterate(state: tuple[_Carry, _History]) -> tuple[_Carry, _History]:
+            old, records = state
+            updates, opt_state = solver.update(
+                old.grad, old.opt_state, old.x, value=old.value, grad=old.grad, value_fn=value_fn
+            )
+            search = optax.tree.get(opt_state, "info")
+            line = optax.tree.get(opt_state, "learning_rate")
+            x_new = optax.apply_updates(old.x, updates)
+            value = optax.tree.get(opt_state, "value")
+            grad = optax.tree.get(opt_state, "grad")
+            n_evaluations = old.n_evaluations + search.num_linesearch_steps.astype(jnp.int32)
+            finite = jnp.isfinite(value) & jnp.all(jnp.isfinite(grad))
+            finite &= jnp.all(jnp.isfinite(x_new))
+            # A zero step means the search saw only non-finite values (optax keeps x).
+            no_step = line <= 0
+            ls_failed = (value > old.value) & (search.decrease_error > 0)
+            accepted = finite & ~no_step & ~ls_failed
+            n_iterations = old.n_iterations + accepted.astype(jnp.int32)
+            scale = jnp.maximum(jnp.maximum(jnp.abs(old.value), jnp.abs(value)), 1.0)
+            status = jnp.select(
+                [
+                    ~finite | (no_step & jnp.isinf(search.decrease_error)),
+                    no_step | ls_failed,
+                    jnp.max(jnp.abs(grad), initial=0.0) <= settings.gtol,
+                    (old.value - value) <= settings.ftol * scale,
+                    n_iterations >= settings.maxiter,
+                    n_evaluations >= settings.maxfun,
+                ],
+                [_NONFINITE, _LINESEARCH, _GTOL, _FTOL, _MAXITER, _MAXFUN],
+                _RUNNING,
+            ).astype(jnp.int32)
+            # A rejected step ends the loop, so only the iterate needs restoring; the
+            # optimizer state (O(memory_size * n)) is left as the line search made it.
+            carry = _Carry(
+                jnp.where(accepted, x_new, old.x),
+                jnp.where(accepted, value, old.value),
+                jnp.where(accepted, grad, old.grad),
+                opt_state,
+                n_iterations,
+                n_evaluations,
+                status,
+            )
+            row = records.n_rows
+            records = _History(
+                n_rows=row + accepted.astype(jnp.int32),
+                value=records.value.at[row].set(value),
+                grad_norm=records.grad_norm.at[row].set(jnp.linalg.norm(grad)),
+                n_evaluations=records.n_evaluations.at[row].set(n_evaluations),
+                x=records.x.at[row].set(x_new),
+            )
+            return carry, records
+
+        def running(state: tuple[_Carry, _History]) -> JXArray:
+            return (state[0].status == _RUNNING) & (state[1].n_rows < length)
+
+        carry, history = jax.lax.while_loop(running, iterate, (carry, history))
+        carry = _strong(carry)
+        report = _Report(
+            carry.status, carry.n_iterations, carry.n_evaluations, carry.value, carry.x, history
+        )
+        return carry, report
+
+    return jax.jit(segment, donate_argnums=0), initial, {}
+
+
+def _strong(tree: Any) -> Any:
+    """The same arrays without weak types, so every segment call has the same signature."""
+    return jax.tree.map(lambda a: jnp.asarray(a).astype(jnp.asarray(a).dtype), tree)
