@@ -25,6 +25,11 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest
 
+# MiniML and its peers side by side (bench/run.py); `make bench BENCH_ARGS=--quick` for a
+# shorter run. Not part of `make test` (tests/test_bench_smoke.py keeps it working).
+bench: $(STAMP)
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 

@@ -1,0 +1,1 @@
+"""MiniML benchmark suite: ``python -m bench.run`` (``make bench``); see bench/run.py."""

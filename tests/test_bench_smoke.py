@@ -1,0 +1,86 @@
+"""The benchmark suite (`bench/`, ``make bench``) still runs: toy sizes, one round.
+
+It checks that every system produces a row and that the tables are printed; it does not
+look at times (tests never time things). The ``miniml-jax`` peer, which needs its own
+environment, and the mini-batch P4b script are left out.
+"""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.skipif(
+    any(importlib.util.find_spec(name) is None for name in ("torch", "sklearn", "optax")),
+    reason="the benchmark's peers (torch, scikit-learn, optax) are not installed",
+)
+
+
+def _run(*arguments: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "MINIML_COMPILATION_CACHE"}
+    return subprocess.run(
+        [sys.executable, *arguments], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_suite_runs_on_a_tiny_problem(tmp_path):
+    results = tmp_path / "bench.json"
+    done = _run(
+        "-m",
+        "bench.run",
+        "--tiny",
+        "--problems",
+        "P5-1e4",
+        "--no-peer",
+        "--no-cold",
+        "--no-p4b",
+        "--rounds",
+        "1",
+        "--warmup",
+        "1",
+        "--pause",
+        "0",
+        "--json",
+        str(results),
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = done.stdout
+    for heading in ("Warm fits", "Ratios MiniML / peer", "Targets:", "versions: ", "threads"):
+        assert heading in out
+    warm = json.loads(results.read_text())["warm"]
+    systems = {(row["problem"], row["system"]) for row in warm if row["times"]}
+    expected = {
+        "MiniML ScipyOptimizer",
+        "MiniML LBFGS (compiled)",
+        "scipy + jax.jit",
+        "scipy + numpy",
+        "scikit-learn",
+        "torch LBFGS",
+        "optax loop (1 jit)",
+    }
+    assert {("P5-1e4", s) for s in expected} | {("P5-1e4", "bandwidth floor")} <= systems
+    assert not [row for row in warm if row["error"]]
+    row = {row["system"]: row for row in warm}
+    # 30 iterations of the same algorithm on the same objective: the same end point.
+    scipy_runs = ("MiniML ScipyOptimizer", "scipy + jax.jit", "scipy + numpy")
+    for system in scipy_runs:
+        assert row[system]["iterations"] == 30
+        assert row[system]["objective"] == pytest.approx(
+            row["scipy + numpy"]["objective"], rel=1e-9
+        )
+    assert row["MiniML LBFGS (compiled)"]["iterations"] == 30
+    assert row["MiniML LBFGS (compiled)"]["objective"] == pytest.approx(
+        row["optax loop (1 jit)"]["objective"], rel=1e-9
+    )
+
+
+def test_cold_start_case_reports_figures():
+    done = _run("-m", "bench.cold", "scipy + numpy", "--tiny")
+    assert done.returncode == 0, done.stderr[-2000:]
+    figures = json.loads(done.stdout)
+    assert set(figures) == {"import_s", "first_fit_s", "second_fit_s"}
