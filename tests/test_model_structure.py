@@ -292,7 +292,8 @@ def test_activity_regularization_enters_the_objective():
     X = np.array([[1.0, 0.0], [0.0, 1.0]])
     y = np.array([[1.0], [1.0]])
     m = Sparse()
-    m.randomize(seed=0)
+    m.bind()
+    m.set_params({"w": np.full((2, 1), 2.0)})  # on the smooth side of |a|: exact optimum
     res = m.fit(X, y, reg_lambda=0.0, active_reg_lambda=0.5)
     # min (1-a)^2 + 0.5|a| per coordinate: a = 1 - 0.25
     np.testing.assert_allclose(np.asarray(m.w.value).ravel(), [0.75, 0.75], atol=1e-6)
@@ -320,3 +321,22 @@ def test_clone_builds_an_independent_copy():
     assert model.clone().bound is False
     X = np.ones((3, 2))
     np.testing.assert_allclose(model.predict(X), 3.0 * model.child.predict(X))
+
+
+def test_models_pickle_and_copy_without_their_compiled_code():
+    import copy
+    import pickle
+
+    from miniml.nn import MLP
+
+    model = MLP([3, 4, 1])
+    model.randomize(seed=0)
+    X = np.arange(6.0).reshape(2, 3)
+    expected = np.asarray(model.predict(X))
+    for other in (pickle.loads(pickle.dumps(model)), copy.deepcopy(model)):
+        assert other._compiled == {}
+        np.testing.assert_array_equal(np.asarray(other.get_buffer()), model.get_buffer())
+        np.testing.assert_array_equal(other.predict(X), expected)
+        other.randomize(seed=1)  # the copy owns its buffer
+        assert not np.array_equal(other.get_buffer(), model.get_buffer())
+    assert model._compiled, "the original keeps its compiled code"

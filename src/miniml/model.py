@@ -250,13 +250,13 @@ class MiniMLModel(ABC):
         root = self.root
         if root.bound:
             return
-        buffer = jnp.zeros(root._size, root._dtype)
+        buffer = np.zeros(root._size, root._dtype)  # host-built: no eager compiles
         for start, values in root._pending_child_buffers:
-            buffer = buffer.at[start : start + values.shape[0]].set(values.astype(root._dtype))
+            buffer[start : start + values.shape[0]] = np.asarray(values)
         # True until values are drawn or set: fit warns if zeros cannot train.
         root._miniml_zero_start = not root._pending_child_buffers
         root._pending_child_buffers = []
-        root._buffer = buffer
+        root._buffer = jnp.asarray(buffer)
 
     def unbind(self) -> None:
         """Drop the parameter buffer."""
@@ -268,23 +268,37 @@ class MiniMLModel(ABC):
     def randomize(self, seed: int | None = None) -> None:
         """Bind if needed and draw new parameter values.
 
-        Each parameter gets normal values times its ``rnd_scale`` (or its ``init``),
-        from a key derived from ``seed`` and the parameter's position, so the same seed
-        always gives the same values. ``seed=None`` draws fresh entropy.
+        A parameter without ``init`` gets standard normal values times its
+        ``rnd_scale``, from numpy's generator seeded with ``(seed, position)``; one with
+        ``init`` gets ``init(key, shape, dtype)`` with a JAX key folded from ``seed`` and
+        its position. The same seed always gives the same values, on every machine.
+        ``seed=None`` draws fresh entropy.
         """
         self._require_initialized("randomize")
-        root = self.root
-        root.bind()
         if seed is None:
             seed = int(np.random.SeedSequence().generate_state(1)[0])
-        key = jax.random.key(int(seed))
+        elif isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+            raise MiniMLError(
+                f"{type(self).__name__}.randomize: seed must be a non-negative int or None, "
+                f"got {seed!r}."
+            )
+        root = self.root
+        root.bind()
         own_ids = {id(p) for _, p in self._layout}
-        buffer = root._buffer
+        # Plain normal draws come from numpy on the host: jax.random would compile one
+        # kernel per shape, seconds on a cold process for a small network.
+        host = np.array(root._buffer)
         for index, (_, param) in enumerate(root._layout):
-            if id(param) in own_ids:
-                value = param.draw(jax.random.fold_in(key, index)).reshape(-1)
-                buffer = buffer.at[param.offset : param.offset + param.size].set(value)
-        root._buffer = buffer
+            if id(param) not in own_ids:
+                continue
+            if param._init is None:
+                rng = np.random.default_rng(np.random.SeedSequence([int(seed), index]))
+                drawn = rng.standard_normal(param.size) * param.rnd_scale
+            else:
+                key = jax.random.fold_in(jax.random.key(int(seed)), index)
+                drawn = np.asarray(param.draw(key)).reshape(-1)
+            host[param.offset : param.offset + param.size] = drawn
+        root._buffer = jnp.asarray(host)
         root._miniml_zero_start = False
 
     def _require_bound(self, where: str) -> None:
@@ -323,8 +337,11 @@ class MiniMLModel(ABC):
 
     def get_params(self) -> dict[str, JXArray]:
         """Copies of all parameter values by dotted name."""
-        buffer = self.get_buffer(copy=False)
-        return {name: jnp.array(p(buffer), copy=True) for name, p in self._layout}
+        host = np.asarray(self.get_buffer(copy=False))
+        return {
+            name: jnp.asarray(host[p.offset : p.offset + p.size].reshape(p.shape))
+            for name, p in self._layout
+        }
 
     def set_params(self, params: dict[str, Any]) -> None:
         """Set some parameters by dotted name; shapes must match exactly."""
@@ -332,7 +349,7 @@ class MiniMLModel(ABC):
         self._require_bound("set_params")
         known = self.params
         root = self.root
-        buffer = root._buffer
+        host = np.array(root._buffer)
         for name, value in params.items():
             if name not in known:
                 raise MiniMLError(
@@ -351,9 +368,8 @@ class MiniMLModel(ABC):
                     f"{where}: parameter {name!r} is {param.dtype.name}, got a value of "
                     f"dtype {array.dtype}."
                 )
-            flat = array.astype(param.dtype).reshape(-1)
-            buffer = buffer.at[param.offset : param.offset + param.size].set(flat)
-        root._buffer = buffer
+            host[param.offset : param.offset + param.size] = np.asarray(array).reshape(-1)
+        root._buffer = jnp.asarray(host)
         root._miniml_zero_start = False
 
     # ------------------------------------------------------------ regularization
@@ -523,6 +539,17 @@ class MiniMLModel(ABC):
 
         load_state(self, path)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle/copy state: everything but the compiled functions.
+
+        Compiled functions close over this instance (its kernel and static attributes),
+        so a copy must not reuse them; it compiles its own on first use.
+        """
+        state = dict(vars(self))
+        if "_compiled" in state:
+            state["_compiled"] = {}
+        return state
+
     def __repr__(self) -> str:
         if not vars(self).get("_miniml_initialized", False):
             return f"{type(self).__name__}(<not initialized>)"
@@ -605,3 +632,4 @@ def _clone_args(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _clone_args(v) for k, v in value.items()}
     return value
+
