@@ -340,3 +340,12 @@ def test_models_pickle_and_copy_without_their_compiled_code():
         other.randomize(seed=1)  # the copy owns its buffer
         assert not np.array_equal(other.get_buffer(), model.get_buffer())
     assert model._compiled, "the original keeps its compiled code"
+
+
+def test_a_parameter_free_model_predicts_without_bind():
+    from miniml.nn import MaxPool
+
+    pool = MaxPool(2, 2)
+    X = np.arange(16.0).reshape(1, 4, 4, 1)
+    expected = X.reshape(1, 2, 2, 2, 2, 1).max(axis=(2, 4))
+    np.testing.assert_array_equal(pool.predict(X), expected)

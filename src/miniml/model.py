@@ -303,6 +303,8 @@ class MiniMLModel(ABC):
 
     def _require_bound(self, where: str) -> None:
         self._require_initialized(where)
+        if not self.bound and self.root._size == 0:
+            self.root.bind()  # nothing to draw: a parameter-free model is always ready
         if not self.bound:
             raise MiniMLError(
                 f"{type(self).__name__}.{where}: the model has no parameter values yet; "
