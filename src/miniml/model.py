@@ -634,4 +634,3 @@ def _clone_args(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _clone_args(v) for k, v in value.items()}
     return value
-
