@@ -22,3 +22,6 @@ def test_every_row_of_the_bad_input_table_is_a_test():
         path, name = ROOT / reference.group(1), reference.group(2)
         assert path.exists(), row
         assert name in _test_names(path), row
+        if reference.group(3):  # a parametrized case: its id must be written in the file
+            case = reference.group(3)[1:-1]
+            assert f'"{case}"' in path.read_text(), row

@@ -213,21 +213,34 @@ def test_integer_targets_of_a_regression_loss_fit_like_floats():
     np.testing.assert_array_equal(np.asarray(a.get_buffer()), np.asarray(b.get_buffer()))
 
 
-@pytest.mark.parametrize(
-    "options, match",
-    [
-        ({"batch_size": 0}, "batch_size must be a positive int"),
-        ({"batch_size": 21}, "larger than the 20 samples"),
-        ({"epochs": 0}, "epochs must be a positive int"),
-        ({"chunk_size": -3}, "chunk_size must be a positive int"),
-        ({"validation_freq": 0}, "validation_freq"),
-        ({"seed": "x"}, "seed must be an int"),
-        ({"callbacks": [print]}, "callbacks must be Callback"),
-    ],
-)
-def test_bad_fit_options_are_rejected(options, match):
-    with pytest.raises(MiniMLError, match=match):
-        fitted().fit(X, Y, **options)
+BAD_FIT_OPTIONS = {
+    "batch-size-0": ({"batch_size": 0}, "batch_size must be a positive int, got 0; pass e.g."),
+    "batch-size-float": ({"batch_size": 2.5}, "batch_size must be a positive int, got 2.5"),
+    "batch-size-too-large": (
+        {"batch_size": 21},
+        "batch_size=21 is larger than the 20 samples; use batch_size <= 20",
+    ),
+    "epochs-0": ({"epochs": 0}, "epochs must be a positive int (passes over the data), got 0"),
+    "epochs-bool": ({"epochs": True}, "epochs must be a positive int"),
+    "chunk-size": ({"chunk_size": -3}, "chunk_size must be a positive int, got -3"),
+    "validation-freq": ({"validation_freq": 0}, "validation_freq must be an int >= 1, got 0"),
+    "seed": ({"seed": "x"}, "seed must be an int, got 'x'"),
+    "callbacks": ({"callbacks": [print]}, "callbacks must be Callback objects"),
+    "stage-hook": ({"stage_hook": 3}, "stage_hook must be callable, got 3"),
+    "empty-optimizer-list": ({"optimizer": []}, "optimizer is an empty list"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_FIT_OPTIONS))
+def test_bad_fit_options_are_rejected(case):
+    options, fragment = BAD_FIT_OPTIONS[case]
+    model = fitted()
+    before = np.asarray(model.get_buffer()).copy()
+    with pytest.raises(MiniMLError) as info:
+        model.fit(X, Y, **options)
+    assert str(info.value).startswith("LinearModel.fit: ")
+    assert fragment in str(info.value)
+    np.testing.assert_array_equal(np.asarray(model.get_buffer()), before)
 
 
 def test_unknown_fit_options_are_rejected():

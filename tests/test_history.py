@@ -1,4 +1,5 @@
-"""History, validation metrics, callbacks, early stopping, progress and interrupts (SciPy path)."""
+"""History, validation metrics, callbacks, early stopping, progress, staged fits and
+interrupts, on the SciPy, compiled L-BFGS and stochastic paths."""
 
 import itertools
 import warnings
@@ -8,9 +9,11 @@ import pytest
 
 from miniml import MiniMLError, MiniMLModel, MiniMLParam
 from miniml.callbacks import Callback, EarlyStopping, LambdaCallback
+from miniml.errors import ConvergenceWarning
+from miniml.history import BASE_COLUMNS
 from miniml.loss import LNormRegularization, mean_squared_error_loss
 from miniml.metrics import Accuracy, LogLoss, mean_absolute_error, r2_score
-from miniml.optim import ScipyOptimizer
+from miniml.optim import LBFGS, SGD, Adam, ScipyOptimizer
 from tests.models import LinearModel, TinyMLP
 
 
@@ -278,3 +281,260 @@ def test_stage_hook_can_freeze_parameters():
     model.fit(X, y, reg_lambda=0.0, optimizer=[ScipyOptimizer("L-BFGS-B"), "BFGS"],
               stage_hook=freeze_bias)  # fmt: skip
     np.testing.assert_array_equal(np.asarray(model.b.value), snapshots[0])
+
+
+# ------------------------------------------------ the same on every optimizer path
+def _linear_reference(X, y, reg_lambda):
+    """``X @ W + b`` with sum of squares + reg_lambda * ‖W‖², transcribed in numpy."""
+    n_in = X.shape[1]
+
+    def split(buffer):
+        buffer = np.asarray(buffer, np.float64)
+        return buffer[:n_in].reshape(n_in, 1), buffer[n_in:]
+
+    def objective(buffer, X=X, y=y):
+        W, b = split(buffer)
+        return float(np.sum((X @ W + b - y) ** 2) + reg_lambda * np.sum(W**2))
+
+    def grad_norm(buffer):
+        W, b = split(buffer)
+        residual = X @ W + b - y
+        grad = np.concatenate([(2 * X.T @ residual + 2 * reg_lambda * W).ravel(),
+                               2 * residual.sum(0)])  # fmt: skip
+        return float(np.linalg.norm(grad))
+
+    def mae(buffer, X, y):
+        W, b = split(buffer)
+        return float(np.mean(np.abs(X @ W + b - y)))
+
+    return objective, grad_norm, mae
+
+
+def _linear_data(n=40, seed=3):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 3))
+    y = X @ np.array([[1.0], [-2.0], [0.5]]) + 0.7 + 0.3 * rng.normal(size=(n, 1))
+    return X, y, rng.normal(size=(25, 3)), rng.normal(size=(25, 1))
+
+
+@pytest.fixture(scope="module")
+def linear():
+    """One model for the tests below: compiled programs are cached on a model, so
+    sharing it compiles each path once. Every test sets its own starting point."""
+    return LinearModel(3, 1)
+
+
+PATHS = {
+    "scipy": (lambda: ScipyOptimizer("L-BFGS-B"), {}),
+    "lbfgs": (lambda: LBFGS(segment_length=3), {}),
+    "adam-full-batch": (lambda: Adam(lr=0.05), {"epochs": 6}),
+    "adam-minibatch": (lambda: Adam(lr=0.05), {"epochs": 6, "batch_size": 10}),
+}
+
+
+@pytest.mark.parametrize("path", list(PATHS))
+def test_callbacks_and_history_records_are_the_same_on_every_path(linear, path):
+    """Every path gives the same record columns, filled with the values they name."""
+    make, options = PATHS[path]
+    X, y, Xv, yv = _linear_data()
+    reg_lambda = 0.5
+    objective, grad_norm, mae = _linear_reference(X, y, reg_lambda)
+    model = linear
+    model.randomize(seed=1)
+    starts = [np.asarray(model.get_buffer()).copy()]
+    events, records = [], []
+
+    class Recorder(Callback):
+        def on_fit_begin(self, state):
+            events.append("begin")
+            assert state.columns == [*BASE_COLUMNS, "val_loss", "val_mean_absolute_error"]
+
+        def on_iteration_end(self, state, record):
+            events.append("iteration")
+            records.append((dict(record), np.asarray(state.buffer).copy()))
+
+        def on_fit_end(self, state):
+            events.append("end")
+
+    optimizer = make()
+    res = model.fit(
+        X, y, reg_lambda=reg_lambda, optimizer=optimizer, callbacks=[Recorder()],
+        validation_data=(Xv, yv), metrics=["mean_absolute_error"], verbose=0, **options,
+    )  # fmt: skip
+    assert events == ["begin"] + ["iteration"] * len(records) + ["end"]
+    assert len(records) == len(res.history) >= 3
+    assert [r for r, _ in records] == list(res.history)
+    fg = [r["fg_evals"] for r, _ in records]
+    assert all(b > a > 0 for a, b in itertools.pairwise(fg))
+    times = [r["time"] for r, _ in records]
+    assert all(b >= a >= 0 for a, b in itertools.pairwise(times))
+    stochastic = path.startswith("adam")
+    for index, (record, buffer) in enumerate(records):
+        starts.append(buffer)
+        assert set(record) == {*BASE_COLUMNS, "val_loss", "val_mean_absolute_error"}
+        assert record["stage"] == optimizer.name and record["iteration"] == index + 1
+        assert record["hessp_evals"] == 0
+        assert record["learning_rate"] == (0.05 if stochastic else None)
+        # validation: the objective's formula and the metric on X_val at the recorded point
+        assert record["val_loss"] == pytest.approx(objective(buffer, Xv, yv), rel=1e-10)
+        assert record["val_mean_absolute_error"] == pytest.approx(mae(buffer, Xv, yv), rel=1e-10)
+        if not stochastic:  # loss and gradient norm at the accepted iterate
+            assert record["loss"] == pytest.approx(objective(buffer), rel=1e-10)
+            assert record["grad"] == pytest.approx(grad_norm(buffer), rel=1e-8)
+        elif "batch_size" not in options:  # full batch: at the point the step started from
+            assert record["loss"] == pytest.approx(objective(starts[index]), rel=1e-10)
+            assert record["grad"] == pytest.approx(grad_norm(starts[index]), rel=1e-10)
+        else:
+            steps = res.history.step_losses[(optimizer.name, index + 1)]
+            assert record["loss"] == pytest.approx(np.mean(steps), rel=1e-12)
+            assert record["grad"] > 0
+    np.testing.assert_array_equal(np.asarray(model.get_buffer()), records[-1][1])
+
+
+def test_stochastic_grad_column_is_the_norm_of_the_mean_batch_gradient(linear):
+    """With a zero learning rate every batch gradient is taken at the same point, so the
+    mean over one epoch's disjoint batches is the full gradient, whatever the batch size."""
+    X, y, _, _ = _linear_data()
+    objective, grad_norm, _ = _linear_reference(X, y, 0.5)
+    model = linear
+    model.randomize(seed=2)
+    start = np.asarray(model.get_buffer()).copy()
+    res = model.fit(X, y, reg_lambda=0.5, optimizer=SGD(lr=0.0), epochs=2, batch_size=10,
+                    shuffle=False)  # fmt: skip
+    assert res.history.column("grad") == pytest.approx([grad_norm(start)] * 2, rel=1e-10)
+    assert res.history.column("loss") == pytest.approx([objective(start)] * 2, rel=1e-10)
+
+
+# ------------------------------------------ early stopping on the stochastic path
+def test_early_stopping_restores_best_validation_parameters_stochastic_path():
+    X, y, Xv, yv = _noisy_overparameterized()
+    model = TinyMLP(30, 20, 1)
+    model.randomize(seed=0)
+    stopper = EarlyStopping(monitor="val_loss", patience=5)
+    res = model.fit(X, y, reg_lambda=0.0, validation_data=(Xv, yv), callbacks=[stopper],
+                    optimizer=Adam(lr=1e-2), epochs=1000, batch_size=10)  # fmt: skip
+    history = res.history
+    assert len(history) < 1000
+    assert res.stop_reason is not None and "EarlyStopping" in res.stop_reason
+    assert not res.success
+    val = history.column("val_loss")
+    final_val = float(np.sum((np.asarray(model.predict(Xv)) - yv) ** 2))
+    assert final_val == pytest.approx(min(val), rel=1e-12)
+    best = int(np.argmin(val))
+    assert best == len(val) - 1 - stopper.patience and min(val) < val[-1]
+    assert f"restored the best val_loss from Adam iteration {best + 1}" in res.message
+
+
+# ------------------------------------------------- Ctrl-C on the compiled paths
+@pytest.mark.parametrize(
+    "path",
+    [
+        pytest.param((lambda: Adam(lr=0.05), {"epochs": 50, "batch_size": 10}), id="adam"),
+        pytest.param((lambda: LBFGS(gtol=1e-12, ftol=0.0, segment_length=3), {}), id="lbfgs"),
+    ],
+)
+def test_keyboard_interrupt_keeps_last_recorded_parameters_on_compiled_paths(linear, path):
+    make, options = path
+    X, y, _, _ = _linear_data()
+    objective, _, _ = _linear_reference(X, y, 1e-3)
+    model = linear
+    model.randomize(seed=0)
+    buffers = []
+
+    def interrupt(state, record):
+        buffers.append(np.asarray(state.buffer).copy())
+        if record["iteration"] == 4:
+            raise KeyboardInterrupt
+
+    with pytest.warns(UserWarning, match="interrupted by KeyboardInterrupt"):
+        res = model.fit(
+            X, y, reg_lambda=1e-3, optimizer=make(),
+            callbacks=[LambdaCallback(on_iteration_end=interrupt)], **options,
+        )  # fmt: skip
+    assert res.interrupted and not res.success and "KeyboardInterrupt" in res.message
+    final = np.asarray(model.get_buffer())
+    assert np.all(np.isfinite(final))
+    np.testing.assert_array_equal(final, buffers[-1])
+    assert len(res.history) == len(buffers) == 4
+    assert res.loss == pytest.approx(objective(final), rel=1e-12)
+
+
+# ------------------------------------------------------------- Adam -> L-BFGS-B
+def test_staged_adam_then_lbfgs_beats_either_alone_with_the_same_budget():
+    """Adam -> L-BFGS-B on an MLP started next to the saddle at zero.
+
+    Budget: 100 iterations in all (one Adam epoch, a full batch, counts as one), so
+    Adam alone runs 100 epochs and L-BFGS-B alone gets ``maxiter=100``. There
+    L-BFGS-B alone stops at once (the gradient passes its ``gtol`` test at the saddle),
+    Adam alone leaves the saddle (its steps are normalized per coordinate) but is still
+    far from a minimum after 100 steps, and the staged fit leaves with Adam and lets
+    L-BFGS-B converge. (Started elsewhere, L-BFGS-B alone is often the best of the three
+    on a problem this small.)
+    """
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 2))
+    y = np.sin(2 * X[:, :1]) * np.cos(X[:, 1:])
+    y -= y.mean()
+    model = TinyMLP(2, 8, 1)
+    model.randomize(seed=0)
+    start = 1e-8 * np.asarray(model.get_buffer())
+    adam_epochs, lbfgs_iterations = 30, 70
+    total = adam_epochs + lbfgs_iterations
+
+    def fit(optimizer, **options):
+        model.set_buffer(start)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)  # fixed budgets, on purpose
+            return model.fit(X, y, reg_lambda=1e-4, optimizer=optimizer, verbose=0, **options)
+
+    staged = fit([Adam(lr=0.01), ScipyOptimizer("L-BFGS-B", {"maxiter": lbfgs_iterations})],
+                 epochs=adam_epochs)  # fmt: skip
+    adam_alone = fit(Adam(lr=0.01), epochs=total)
+    lbfgs_alone = fit(ScipyOptimizer("L-BFGS-B", {"maxiter": total}))
+    assert staged.stages == staged.history.stages() == ["Adam", "L-BFGS-B"]
+    stages = staged.history.column("stage")
+    assert stages[:adam_epochs] == ["Adam"] * adam_epochs
+    assert set(stages[adam_epochs:]) == {"L-BFGS-B"}
+    assert len(staged.history) <= total == len(adam_alone.history)
+    assert lbfgs_alone.n_iterations <= total
+    assert staged.loss < adam_alone.loss / 3
+    assert staged.loss < lbfgs_alone.loss / 3
+    # the L-BFGS-B stage starts where Adam stopped
+    lbfgs_records = [r for r in staged.history if r["stage"] == "L-BFGS-B"]
+    assert lbfgs_records[0]["fg_evals"] > staged.history[adam_epochs - 1]["fg_evals"]
+
+
+def _metric(function, name="custom"):
+    function.__name__ = name
+    return function
+
+
+BAD_METRICS = {
+    "not-callable": (42, "metrics must be a metric name, a callable"),
+    "not-callable-in-list": ([42], "a metric must be a name or a callable"),
+    "unknown-name": ("f1", "unknown metric 'f1'; built-in metrics are"),
+    "wrong-arity": (
+        _metric(lambda y_pred: y_pred.sum()),
+        "evaluating validation_data or a metric failed: TypeError",
+    ),
+    "not-scalar": (_metric(lambda t, p: t - p), "must return a scalar, but returns shape (40, 1)"),
+    "numpy-not-jax": (_metric(lambda t, p: float(np.mean(np.asarray(t)))), "JAX functions"),
+    "duplicate-name": (
+        ["mse", _metric(lambda t, p: (t - p).sum(), "mse")],
+        "two metrics are named 'mse'",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_METRICS))
+def test_bad_metric_callables_are_rejected_before_fitting(case):
+    metric, fragment = BAD_METRICS[case]
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(40, 3)), rng.normal(size=(40, 1))
+    model = LinearModel(3, 1)
+    model.randomize(seed=0)
+    before = np.asarray(model.get_buffer()).copy()
+    with pytest.raises(MiniMLError) as info:
+        model.fit(X, y, validation_data=(X, y), metrics=metric)
+    assert str(info.value).startswith("LinearModel.fit: ") and fragment in str(info.value)
+    np.testing.assert_array_equal(np.asarray(model.get_buffer()), before)

@@ -4,8 +4,13 @@ Every record has the same columns whatever the optimizer:
 
 * ``stage``: the optimizer's label (staged fits label each stage);
 * ``iteration``: the iteration or epoch number within its stage, from 1;
-* ``loss``: the training objective (loss + penalties) at the accepted point;
+* ``loss``: the training objective (loss + penalties) at the accepted point; for
+  stochastic optimizers the mean of the epoch's accepted batch objectives (Keras'
+  convention);
 * ``grad``: the gradient's 2-norm there (None when the optimizer does not compute it);
+  for stochastic optimizers the 2-norm of the mean of the epoch's accepted batch
+  gradients, which with full batches is the exact gradient norm at the point the
+  epoch's loss was taken (the start of its step);
 * ``fg_evals`` / ``hessp_evals``: cumulative value-and-gradient and Hessian(-vector)
   evaluations since the fit began (Kormos' columns);
 * ``learning_rate``: for stochastic optimizers, else None;

@@ -223,5 +223,8 @@ class FitMonitor:
 
 def check_validation_freq(value: Any, where: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise MiniMLError(f"{where}: validation_freq must be an int >= 1, got {value!r}.")
+        raise MiniMLError(
+            f"{where}: validation_freq must be an int >= 1, got {value!r}; pass e.g. "
+            "validation_freq=5 to validate every 5th iteration or epoch."
+        )
     return value

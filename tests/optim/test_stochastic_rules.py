@@ -3,6 +3,8 @@ docstring, against optax, and against torch where torch implements the same rule
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import optax
 import pytest
@@ -19,6 +21,7 @@ from miniml.optim import (
     RMSProp,
     cosine_decay_schedule,
 )
+from tests.models import LinearModel
 
 N_STEPS, SIZE = 20, 7
 
@@ -253,31 +256,54 @@ def test_rule_matches_torch(case):
 
 
 # ----------------------------------------------------------- bad arguments
-@pytest.mark.parametrize(
-    ("make", "fragment"),
-    [
-        (lambda: SGD(lr=-0.1), "SGD: lr must be >= 0, got -0.1"),
-        (lambda: SGD(lr=float("nan")), "SGD: lr must be a finite number"),
-        (lambda: SGD(lr="fast"), "SGD: lr must be a finite number"),
-        (lambda: SGD(momentum=1.0), "SGD: momentum must lie in [0, 1), got 1.0"),
-        (lambda: SGD(nesterov=True), "SGD: nesterov=True needs momentum > 0"),
-        (lambda: SGD(wd=-1e-3), "SGD: wd must be >= 0, got -0.001"),
-        (lambda: AdaGrad(eps=-1e-7), "AdaGrad: eps must be >= 0"),
-        (lambda: RMSProp(rho=1.5), "RMSProp: rho must lie in [0, 1), got 1.5"),
-        (lambda: Adam(beta1=1.0), "Adam: beta1 must lie in [0, 1), got 1.0"),
-        (lambda: Adam(beta2=-0.1), "Adam: beta2 must lie in [0, 1), got -0.1"),
-        (lambda: AdamW(eps=-1.0), "AdamW: eps must be >= 0"),
-        (lambda: NAdam(lr=-1.0), "NAdam: lr must be >= 0"),
-        (lambda: AdamOptimizer(alpha=-1e-3), "AdamOptimizer: alpha must be >= 0"),
-        (lambda: AdamOptimizer(beta_1=1.2), "AdamOptimizer: beta_1 must lie in [0, 1)"),
-        (lambda: AdamOptimizer(maxiter=0), "AdamOptimizer: maxiter must be a positive int"),
-        (lambda: AdamWOptimizer(tol=-1.0), "AdamWOptimizer: tol must be >= 0"),
-        (lambda: Adam(lr=lambda step: -1.0), "returns -1.0 at step 0"),
-        (lambda: Adam(lr=lambda: 1.0), "calling it with step 0 failed"),
-        (lambda: SGD(keep_state="yes"), "SGD: keep_state must be True or False"),
-    ],
-)
-def test_bad_hyperparameters_are_rejected_at_construction(make, fragment):
+BAD_HYPERPARAMETERS = {
+    "negative-lr": (lambda: SGD(lr=-0.1), "SGD: lr must be >= 0, got -0.1"),
+    "nan-lr": (lambda: SGD(lr=float("nan")), "SGD: lr must be a finite number"),
+    "string-lr": (lambda: SGD(lr="fast"), "SGD: lr must be a finite number"),
+    "momentum-1": (lambda: SGD(momentum=1.0), "SGD: momentum must lie in [0, 1), got 1.0"),
+    "negative-momentum": (lambda: SGD(momentum=-0.5), "SGD: momentum must lie in [0, 1)"),
+    "nesterov-without-momentum": (lambda: SGD(nesterov=True), "SGD: nesterov=True needs"),
+    "negative-wd": (lambda: SGD(wd=-1e-3), "SGD: wd must be >= 0, got -0.001"),
+    "negative-eps": (lambda: AdaGrad(eps=-1e-7), "AdaGrad: eps must be >= 0"),
+    "rho-above-1": (lambda: RMSProp(rho=1.5), "RMSProp: rho must lie in [0, 1), got 1.5"),
+    "beta1-1": (lambda: Adam(beta1=1.0), "Adam: beta1 must lie in [0, 1), got 1.0"),
+    "negative-beta2": (lambda: Adam(beta2=-0.1), "Adam: beta2 must lie in [0, 1), got -0.1"),
+    "adamw-negative-eps": (lambda: AdamW(eps=-1.0), "AdamW: eps must be >= 0"),
+    "nadam-negative-lr": (lambda: NAdam(lr=-1.0), "NAdam: lr must be >= 0"),
+    "miniml-negative-alpha": (lambda: AdamOptimizer(alpha=-1e-3), "AdamOptimizer: alpha must be"),
+    "miniml-beta1": (lambda: AdamOptimizer(beta_1=1.2), "AdamOptimizer: beta_1 must lie in"),
+    "miniml-maxiter-0": (
+        lambda: AdamOptimizer(maxiter=0),
+        "AdamOptimizer: maxiter must be a positive int",
+    ),
+    "miniml-negative-tol": (lambda: AdamWOptimizer(tol=-1.0), "AdamWOptimizer: tol must be >= 0"),
+    "negative-schedule": (lambda: Adam(lr=lambda step: -1.0), "returns -1.0 at step 0"),
+    "schedule-signature": (lambda: Adam(lr=lambda: 1.0), "calling it with step 0 failed"),
+    "keep-state-not-bool": (lambda: SGD(keep_state="yes"), "SGD: keep_state must be True or"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_HYPERPARAMETERS))
+def test_bad_hyperparameters_are_rejected_at_construction(case):
+    make, fragment = BAD_HYPERPARAMETERS[case]
     with pytest.raises(MiniMLError) as info:
         make()
-    assert fragment in str(info.value)
+    message = str(info.value)
+    assert fragment in message  # who complained, what was expected (and received)
+    assert re.search(r"\bPass\b|\bpass\b", message), message  # and how to fix it
+
+
+@pytest.mark.parametrize(
+    ("attribute", "value", "fragment"),
+    [("lr", -1e-3, "Adam: lr must be >= 0"), ("beta2", 1.0, "Adam: beta2 must lie in [0, 1)")],
+    ids=["lr", "beta2"],
+)
+def test_hyperparameters_changed_after_construction_are_checked_by_fit(attribute, value, fragment):
+    optimizer = Adam(lr=1e-3)
+    setattr(optimizer, attribute, value)
+    model = LinearModel(2, 1)
+    model.bind()
+    X, y = np.ones((4, 2)), np.ones((4, 1))
+    with pytest.raises(MiniMLError, match=re.escape(fragment)):
+        model.fit(X, y, optimizer=optimizer, epochs=1)
+    np.testing.assert_array_equal(np.asarray(model.get_buffer()), np.zeros(3))

@@ -184,13 +184,18 @@ def check_unit_interval(value: Any, owner: str, name: str) -> float:
 
 def check_positive_int(value: Any, owner: str, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise MiniMLError(f"{owner}: {name} must be a positive int, got {value!r}.")
+        raise MiniMLError(
+            f"{owner}: {name} must be a positive int, got {value!r}. Pass e.g. {name}=100."
+        )
     return int(value)
 
 
 def check_flag(value: Any, owner: str, name: str) -> bool:
     if not isinstance(value, bool):
-        raise MiniMLError(f"{owner}: {name} must be True or False, got {value!r}.")
+        raise MiniMLError(
+            f"{owner}: {name} must be True or False, got {value!r}. Pass {name}=True or "
+            f"{name}=False."
+        )
     return value
 
 
@@ -206,17 +211,19 @@ def check_learning_rate(value: Any, owner: str, name: str) -> LearningRate:
         except Exception as err:
             raise MiniMLError(
                 f"{owner}: {name} is callable, so it must be a schedule step -> learning "
-                f"rate, but calling it with step 0 failed: {type(err).__name__}: {err}."
+                f"rate, but calling it with step 0 failed: {type(err).__name__}: {err}. Pass "
+                "a function of one argument, e.g. miniml.optim.cosine_decay_schedule(1e-3, 1000)."
             ) from err
         if first.shape != () or first.dtype.kind not in "iuf" or not np.isfinite(first):
             raise MiniMLError(
                 f"{owner}: the schedule passed as {name} must return a finite scalar, but "
-                f"at step 0 it returned {first!r}."
+                f"at step 0 it returned {first!r}. Pass a schedule step -> float, e.g. "
+                "miniml.optim.cosine_decay_schedule(1e-3, 1000)."
             )
         if first < 0:
             raise MiniMLError(
                 f"{owner}: the schedule passed as {name} returns {float(first)} at step 0; "
-                "a learning rate must be >= 0."
+                "a learning rate must be >= 0. Pass a schedule of non-negative values."
             )
         return value
     number = _as_float(

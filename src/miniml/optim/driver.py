@@ -4,7 +4,9 @@
 epochs ran or the run must end, and hands every epoch to `Problem.report_iteration`
 (history, validation, callbacks) with that epoch's parameters: the epoch's mean
 accepted step loss (Keras' convention; the exact objective at the final point is
-computed once, at the end, by the optimizer), the learning rate of its last step and
+computed once, at the end, by the optimizer), the 2-norm of the mean of its accepted
+batch gradients (with full batches: the exact gradient norm at the point the epoch
+started from, where its loss was taken too), the learning rate of its last step and
 its step losses. The next chunk is dispatched before the host handles the previous
 one, so on an asynchronous device the host work overlaps the device work; when a
 callback stops the fit at an epoch, the parameters and state of that epoch are
@@ -52,6 +54,7 @@ class RunOutcome:
     all_rejected: bool = False  # the run ended on an epoch without an accepted step
     undone: bool = False  # an epoch ended with non-finite values and was rolled back
     learning_rate: float | None = None  # of the last accepted step
+    first_rejection: tuple[int, int] | None = None  # (epoch, step) of the first, from 1
 
 
 def run_epochs(
@@ -152,6 +155,9 @@ def _finish_epoch(
 ) -> bool:
     """Report one epoch; True when the run must end after it."""
     n_accepted = int(stats.accepted.sum())
+    if stats.n_rejected and outcome.first_rejection is None:
+        first_step = int(np.argmax(stats.losses == np.inf)) + 1
+        outcome.first_rejection = (outcome.epochs + 1, first_step)
     outcome.n_rejected += stats.n_rejected
     outcome.undone = outcome.undone or stats.undone
     problem.n_fun += n_accepted + stats.n_rejected
@@ -166,6 +172,7 @@ def _finish_epoch(
     stop = problem.report_iteration(
         x=theta,
         fun=stats.mean_loss,
+        grad_norm=stats.grad_norm,
         learning_rate=stats.learning_rate,
         n_iterations=stats.step,
         step_losses=stats.losses[stats.accepted] if plan.n_batches > 1 else None,

@@ -150,8 +150,9 @@ class EpochStats(NamedTuple):
     """Per-epoch numbers for the host, packed on the device into one vector.
 
     The compiled epoch returns ``[records, mean_loss, learning_rate, step, done,
-    undone]``, where a step's record is its batch loss if it was accepted, ``+inf`` if
-    it was rejected and NaN if it did not run (after convergence or ``max_steps``).
+    undone, grad_norm]``, where a step's record is its batch loss if it was accepted,
+    ``+inf`` if it was rejected and NaN if it did not run (after convergence or
+    ``max_steps``).
     """
 
     losses: np.ndarray  # (n_batches,) batch objective before each step (records)
@@ -162,13 +163,15 @@ class EpochStats(NamedTuple):
     step: int  # accepted steps so far in this fit
     done: bool  # the tolerance was reached
     undone: bool  # the epoch ended with non-finite values and was rolled back
+    grad_norm: float | None = None  # ‖mean accepted batch gradient‖₂; None without one
 
     @classmethod
     def unpack(cls, summary: np.ndarray, n_batches: int) -> EpochStats:
         records = summary[:n_batches]
-        mean_loss, lr, step, done, undone = summary[n_batches:].tolist()
+        mean_loss, lr, step, done, undone, grad_norm = summary[n_batches:].tolist()
         return cls(records, np.isfinite(records), int(np.sum(records == np.inf)), mean_loss,
-                   None if math.isnan(lr) else lr, int(step), bool(done), bool(undone))  # fmt: skip
+                   None if math.isnan(lr) else lr, int(step), bool(done), bool(undone),
+                   None if math.isnan(grad_norm) else grad_norm)  # fmt: skip
 
 
 def find_learning_rate(state: Any) -> Any:
@@ -261,7 +264,10 @@ def _epoch_function(
             rows = (offset + jnp.arange(n_used, dtype=jnp.int32)) % plan.n_samples
             rows = rows.reshape(plan.n_batches, plan.batch_size)
 
-        def step(c: EpochCarry, xs: tuple[Any, Any]) -> tuple[EpochCarry, Any]:
+        def step(
+            inner: tuple[EpochCarry, Any], xs: tuple[Any, Any]
+        ) -> tuple[tuple[EpochCarry, Any], Any]:
+            c, grad_sum = inner
             batch_rows, index = xs
             if plan.full:
                 batch = data
@@ -281,19 +287,25 @@ def _epoch_function(
                 done = done | (accept & (tol_measure(state) < tol))
             record = jnp.where(accept, loss, jnp.where(active, jnp.inf, jnp.nan))
             out = EpochCarry(theta, state, c.step + accept.astype(c.step.dtype), done)
-            return out, record.astype(c.theta.dtype)
+            grad_sum = grad_sum + jnp.where(accept, grad, jnp.zeros_like(grad))
+            return (out, grad_sum), record.astype(c.theta.dtype)
 
         indices = jnp.arange(plan.n_batches, dtype=jnp.int32)
-        end, records = jax.lax.scan(step, carry, (rows, indices))
+        start = (carry, jnp.zeros_like(carry.theta))
+        (end, grad_sum), records = jax.lax.scan(step, start, (rows, indices))
         # A finite gradient can still give non-finite parameters or state (eps = 0,
         # overflow): checked once per epoch, such an epoch is rolled back entirely.
         undone = jnp.logical_not(_all_finite((end.theta, end.opt_state)))
         end = _select(undone, carry, end)
         records = jnp.where(undone & jnp.isfinite(records), jnp.inf, records)
         accepted = jnp.isfinite(records)
-        mean_loss = jnp.where(accepted, records, 0.0).sum() / jnp.maximum(accepted.sum(), 1)
+        n_accepted = jnp.maximum(accepted.sum(), 1)
+        mean_loss = jnp.where(accepted, records, 0.0).sum() / n_accepted
+        grad_norm = jnp.where(
+            accepted.any(), jnp.linalg.norm(grad_sum / n_accepted.astype(grad_sum.dtype)), jnp.nan
+        )
         lr = program.learning_rate(values, end.opt_state)
-        scalars = [mean_loss, jnp.nan if lr is None else lr, end.step, end.done, undone]
+        scalars = [mean_loss, jnp.nan if lr is None else lr, end.step, end.done, undone, grad_norm]
         dtype = records.dtype
         summary = jnp.concatenate([records, jnp.stack([jnp.asarray(v, dtype) for v in scalars])])
         return end, summary
@@ -344,7 +356,7 @@ def _chunk_function(
 def _skipped_summary(carry: EpochCarry, n_batches: int, dtype: Any) -> Any:
     """The summary of an epoch that did not run: no step records, counters unchanged."""
     scalars = jnp.stack([jnp.asarray(v, dtype) for v in (0.0, jnp.nan, carry.step,
-                                                         carry.done, False)])  # fmt: skip
+                                                         carry.done, False, jnp.nan)])  # fmt: skip
     return jnp.concatenate([jnp.full(n_batches, jnp.nan, dtype), scalars])
 
 

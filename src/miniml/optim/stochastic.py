@@ -33,7 +33,7 @@ from miniml.errors import ConvergenceWarning, MiniMLError, NonFiniteWarning
 from miniml.optim._rules import check_flag
 from miniml.optim.base import MiniMLOptimizer, OptimizerResult, Problem
 from miniml.optim.driver import RunOutcome, run_epochs
-from miniml.optim.minibatch import UpdateProgram, find_learning_rate, plan_batches
+from miniml.optim.minibatch import BatchPlan, UpdateProgram, find_learning_rate, plan_batches
 from miniml.optim.torch_style import ManualLoop, ParameterSet
 
 __all__ = ["OptaxOptimizer", "StochasticOptimizer"]
@@ -158,14 +158,15 @@ class StochasticOptimizer(MiniMLOptimizer):
                 weakref.ref(problem.objective), problem.size, problem.dtype, program.structure,
                 outcome.opt_state, first_epoch + outcome.epochs,
             )  # fmt: skip
-        return self._result(problem, outcome, plan.batch_size, epochs, max_steps, tol)
+        return self._result(problem, outcome, plan, epochs, max_steps, tol)
 
     def _result(
-        self, problem: Problem, outcome: RunOutcome, batch_size: int, epochs: int,
+        self, problem: Problem, outcome: RunOutcome, plan: BatchPlan, epochs: int,
         max_steps: int | None, tol: float,
     ) -> OptimizerResult:  # fmt: skip
         """The exact objective at the final point, and how the run went."""
         owner = type(self).__name__
+        batch_size, n_batches = plan.batch_size, plan.n_batches
         x, fun = outcome.theta, problem.fun(outcome.theta)
         parts = [f"{outcome.epochs} epoch(s), {outcome.steps} step(s) of batch size {batch_size}"]
         problems: list[tuple[str, type[Warning]]] = []
@@ -185,9 +186,13 @@ class StochasticOptimizer(MiniMLOptimizer):
                 if outcome.undone
                 else "the batch loss or its gradient was not finite"
             )
+            where = ""
+            if outcome.first_rejection is not None:
+                epoch, step = outcome.first_rejection
+                where = f", the first in epoch {epoch} at step {step} of {n_batches}"
             text = (
-                f"{outcome.n_rejected} step(s) were rejected because {cause}{ended}; lower "
-                "the learning rate (or raise eps) or check the model"
+                f"{outcome.n_rejected} step(s) were rejected because {cause}{ended}{where}; "
+                "lower the learning rate (or raise eps) or check the model"
             )
             problems.append((text, NonFiniteWarning))
         hit_maxiter = max_steps is not None and outcome.steps >= max_steps
