@@ -101,3 +101,43 @@ def test_chunked_newton_cg_uses_chunked_hessian_vector_products():
         fits.append(res)
     assert fits[1].n_hessian_evaluations == fits[0].n_hessian_evaluations > 0
     assert fits[1].loss == pytest.approx(fits[0].loss, rel=1e-9)
+
+
+def _chunks_used(monkeypatch, **fit_options):
+    """The chunk size each stage's objective was built with."""
+    import miniml.fitting
+
+    seen = []
+    original = miniml.fitting.objective_for
+
+    def recording(model, frozen, static, chunk=None):
+        seen.append(chunk)
+        return original(model, frozen, static, chunk)
+
+    monkeypatch.setattr(miniml.fitting, "objective_for", recording)
+    X = rng.normal(size=(200, 3))
+    y = X @ np.array([[1.0], [-1.0], [2.0]])
+    model = LinearModel(3, 1)
+    model.randomize(seed=0)
+    model.fit(X, y, reg_lambda=0.0, **fit_options)
+    return seen
+
+
+def test_batch_size_of_a_staged_fit_does_not_chunk_its_full_batch_stage(monkeypatch):
+    from miniml.optim import Adam
+
+    staged = [Adam(lr=1e-2), ScipyOptimizer("L-BFGS-B")]
+    assert _chunks_used(monkeypatch, optimizer=staged, epochs=2, batch_size=32)[:2] == [None, None]
+
+
+def test_chunk_size_chunks_the_full_batch_stage_of_a_staged_fit(monkeypatch):
+    from miniml.optim import Adam
+
+    staged = [Adam(lr=1e-2), ScipyOptimizer("L-BFGS-B")]
+    assert _chunks_used(monkeypatch, optimizer=staged, epochs=2, batch_size=32, chunk_size=64)[
+        :2
+    ] == [None, 64]
+
+
+def test_batch_size_chunks_a_full_batch_only_fit(monkeypatch):
+    assert _chunks_used(monkeypatch, optimizer=ScipyOptimizer("L-BFGS-B"), batch_size=64)[0] == 64

@@ -50,6 +50,36 @@ SCRIPT = textwrap.dedent(
                         optimizer=ScipyOptimizer("L-BFGS-B"))
         out[f"p3_{devices}_{chunk}"] = [res.loss, res.n_iterations,
                                        np.asarray(model.get_buffer()).tolist()]
+
+    # The compiled L-BFGS and mini-batch Adam on the same shards.
+    from miniml import MiniMLError
+    from miniml.optim import LBFGS, Adam
+
+    for devices in (None, 4):
+        model = LinearModel(21, 1, bias=False)
+        model.bind()
+        res = model.fit(X, y[:, None], reg_lambda=0.0, devices=devices,
+                        optimizer=LBFGS(gtol=1e-8))
+        out[f"lbfgs_p1_{devices}"] = [res.loss, res.n_iterations,
+                                      np.asarray(model.get_buffer()).tolist()]
+    for devices, chunk in ((None, None), (4, 3000)):
+        model = LinearModel(30, 1, loss=BinaryCrossEntropyLogLoss())
+        model.bind()
+        res = model.fit(Xl, yl, reg_lambda=0.5, devices=devices, chunk_size=chunk,
+                        optimizer=LBFGS())
+        out[f"lbfgs_p3_{devices}"] = [res.loss, res.n_iterations,
+                                      np.asarray(model.get_buffer()).tolist()]
+    for devices in (None, 4):
+        model = LinearModel(21, 1, bias=False)
+        model.bind()
+        res = model.fit(X, y[:, None], reg_lambda=0.1, devices=devices,
+                        optimizer=Adam(lr=0.05), epochs=3, batch_size=500, seed=3)
+        out[f"adam_{devices}"] = [res.loss, res.n_iterations,
+                                  np.asarray(model.get_buffer()).tolist()]
+    try:
+        model.fit(X[:9999], y[:9999, None], optimizer=Adam(), batch_size=100, devices=4)
+    except MiniMLError as err:
+        out["adam_indivisible"] = str(err)
     print(json.dumps(out))
     """
 )
@@ -82,6 +112,22 @@ def test_sharded_logistic_regression_equals_single_device(results, key):
     assert sharded[1] == iterations
     assert sharded[0] == pytest.approx(loss, rel=1e-10)
     np.testing.assert_allclose(sharded[2], buffer, rtol=1e-10)
+
+
+@pytest.mark.parametrize("problem", ["lbfgs_p1", "lbfgs_p3", "adam"])
+def test_sharded_lbfgs_and_minibatch_equal_single_device(results, problem):
+    """The compiled L-BFGS (P1; P3 chunked, 20 003 rows) and mini-batch Adam (P1)."""
+    loss, iterations, buffer = results[f"{problem}_None"]
+    sharded = results[f"{problem}_4"]
+    assert sharded[1] == iterations
+    assert sharded[0] == pytest.approx(loss, rel=1e-10)
+    np.testing.assert_allclose(sharded[2], buffer, rtol=1e-10)
+
+
+def test_minibatch_on_devices_needs_evenly_split_samples(results):
+    message = results["adam_indivisible"]
+    assert "needs a number of samples divisible by 4, got 9999" in message
+    assert "drop 3 sample(s)" in message
 
 
 def test_too_many_devices_is_a_clear_error():

@@ -15,6 +15,7 @@ from miniml._config import (
 configure_jax()
 configure_cache_from_environment()
 
+from miniml.batched import BatchedFitResult, fit_batched  # noqa: E402
 from miniml.errors import ConvergenceWarning, MiniMLError, NonFiniteWarning  # noqa: E402
 from miniml.model import (  # noqa: E402
     MiniMLModel,
@@ -22,22 +23,34 @@ from miniml.model import (  # noqa: E402
     PredictKernelOutput,
     PredictMode,
 )
+from miniml.model_selection import (  # noqa: E402
+    CrossValidationResult,
+    MultiStartResult,
+    cross_validate_path,
+    multi_start,
+)
 from miniml.optim.base import FitResult  # noqa: E402
 from miniml.param import MiniMLParam, MiniMLParamList  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BatchedFitResult",
     "ConvergenceWarning",
+    "CrossValidationResult",
     "FitResult",
     "MiniMLError",
     "MiniMLModel",
     "MiniMLModelList",
     "MiniMLParam",
     "MiniMLParamList",
+    "MultiStartResult",
     "NonFiniteWarning",
     "PredictKernelOutput",
     "PredictMode",
     "__version__",
+    "cross_validate_path",
     "enable_compilation_cache",
+    "fit_batched",
+    "multi_start",
 ]

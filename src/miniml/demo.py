@@ -82,9 +82,7 @@ def _fits() -> list[tuple[str, Any, dict[str, Any]]]:
         (
             "Adam -> L-BFGS-B",
             [Adam(lr=1e-2), ScipyOptimizer("L-BFGS-B", {"maxiter": MAXITER})],
-            # the L-BFGS-B stage evaluates the full data in one piece (batch_size alone
-            # would also chunk it, exactly but more slowly; see docs/compiled.md)
-            {**minibatch, "chunk_size": N_SAMPLES},
+            minibatch,
         ),
         ("LBFGS (compiled)", LBFGS(maxiter=MAXITER), {}),
     ]

@@ -24,9 +24,11 @@ from miniml.errors import MiniMLError
 __all__ = [
     "DATA_AXIS",
     "check_equal_local_samples",
+    "check_shardable_samples",
     "local_device_count",
     "resolve_mesh",
     "shard_rows",
+    "shard_samples",
 ]
 
 DATA_AXIS = "data"
@@ -93,3 +95,31 @@ def shard_rows(chunked: Any, mesh: Mesh) -> Any:
     return jax.tree.map(
         lambda leaf: jax.make_array_from_process_local_data(sharding, np.asarray(leaf)), chunked
     )
+
+
+def check_shardable_samples(n_samples: int, mesh: Mesh, where: str) -> None:
+    """Mini-batch training on a mesh: one process, samples split evenly (no padding:
+    a padded row could be drawn into a batch)."""
+    n_devices = mesh.devices.size
+    if jax.process_count() > 1:
+        raise MiniMLError(
+            f"{where}: mini-batch training with devices= runs in one process; with "
+            "jax.distributed use a full-batch optimizer (LBFGS or a SciPy method)."
+        )
+    if n_samples % n_devices:
+        raise MiniMLError(
+            f"{where}: mini-batch training on {n_devices} devices needs a number of samples "
+            f"divisible by {n_devices}, got {n_samples}; drop {n_samples % n_devices} "
+            "sample(s) or use a device count that divides it."
+        )
+
+
+def shard_samples(data: Any, n_samples: int, mesh: Mesh, where: str) -> Any:
+    """Place unchunked data ``(n, ...)`` with the sample axis over the mesh.
+
+    For mini-batch training: every step gathers its batch from the sharded rows, and
+    XLA partitions the step's work over the devices (see `check_shardable_samples`).
+    """
+    check_shardable_samples(n_samples, mesh, where)
+    sharding = NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+    return jax.tree.map(lambda leaf: jax.device_put(leaf, sharding), data)

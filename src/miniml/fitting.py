@@ -22,9 +22,11 @@ from miniml.callbacks import Callback
 from miniml.data import as_data, describe, signature_of
 from miniml.distributed import (
     check_equal_local_samples,
+    check_shardable_samples,
     local_device_count,
     resolve_mesh,
     shard_rows,
+    shard_samples,
 )
 from miniml.errors import MiniMLError
 from miniml.loss import reduction_of
@@ -105,20 +107,35 @@ def _check_prediction_shape(
 def _fit_options(
     epochs: Any, batch_size: Any, shuffle: Any, seed: Any, n_samples: int, where: str
 ) -> FitOptions:
-    if epochs is not None and (not isinstance(epochs, int | np.integer) or epochs < 1):
-        raise MiniMLError(f"{where}: epochs must be a positive int, got {epochs!r}.")
+    if epochs is not None and (
+        isinstance(epochs, bool) or not isinstance(epochs, int | np.integer) or epochs < 1
+    ):
+        raise MiniMLError(
+            f"{where}: epochs must be a positive int (passes over the data), got {epochs!r}; "
+            "pass e.g. epochs=10, or None for the optimizer's default."
+        )
     if batch_size is not None:
-        if not isinstance(batch_size, int | np.integer) or batch_size < 1:
-            raise MiniMLError(f"{where}: batch_size must be a positive int, got {batch_size!r}.")
+        if (
+            isinstance(batch_size, bool)
+            or not isinstance(batch_size, int | np.integer)
+            or batch_size < 1
+        ):
+            raise MiniMLError(
+                f"{where}: batch_size must be a positive int, got {batch_size!r}; pass e.g. "
+                f"batch_size={min(32, n_samples)}, or None for full batches."
+            )
         if batch_size > n_samples:
             raise MiniMLError(
                 f"{where}: batch_size={batch_size} is larger than the {n_samples} samples; "
                 f"use batch_size <= {n_samples} (or None for full batches)."
             )
     if not isinstance(shuffle, bool):
-        raise MiniMLError(f"{where}: shuffle must be True or False, got {shuffle!r}.")
+        raise MiniMLError(
+            f"{where}: shuffle must be True or False, got {shuffle!r}; pass shuffle=False to "
+            "walk the samples in order."
+        )
     if not isinstance(seed, int | np.integer):
-        raise MiniMLError(f"{where}: seed must be an int, got {seed!r}.")
+        raise MiniMLError(f"{where}: seed must be an int, got {seed!r}; pass e.g. seed=0.")
     return FitOptions(
         epochs=None if epochs is None else int(epochs),
         batch_size=None if batch_size is None else int(batch_size),
@@ -207,9 +224,10 @@ def fit_model(
             training mode (on the SciPy path one key for the whole fit, so the objective
             is deterministic for line searches).
         epochs: passes over the data, for stochastic optimizers.
-        batch_size: mini-batch size for stochastic optimizers; for full-batch
-            optimizers (SciPy, compiled L-BFGS) the chunk size of exact chunked
-            evaluation, as in Kormos, unless ``chunk_size`` is given.
+        batch_size: mini-batch size for stochastic optimizers; in a fit with only
+            full-batch optimizers (SciPy, compiled L-BFGS) the chunk size of exact
+            chunked evaluation, as in Kormos, unless ``chunk_size`` is given. In a
+            staged fit with a stochastic stage it is that stage's mini-batch size only.
         chunk_size: evaluate the full-batch objective, gradient and Hessian-vector
             products exactly in chunks of this many samples, so that models whose
             activations do not fit in memory can still use L-BFGS.
@@ -280,9 +298,19 @@ def fit_model(
         not isinstance(chunk_size, int | np.integer) or isinstance(chunk_size, bool)
         or chunk_size < 1
     ):  # fmt: skip
-        raise MiniMLError(f"{where}: chunk_size must be a positive int, got {chunk_size!r}.")
+        raise MiniMLError(
+            f"{where}: chunk_size must be a positive int, got {chunk_size!r}; pass e.g. "
+            "chunk_size=1024, or None to evaluate all samples at once."
+        )
     callback_list = _check_callbacks(callbacks, where)
     freq = check_validation_freq(validation_freq, where)
+    if metrics is not None and not (
+        isinstance(metrics, str | list | tuple) or callable(metrics)
+    ):  # fmt: skip
+        raise MiniMLError(
+            f"{where}: metrics must be a metric name, a callable (y_true, y_pred) -> scalar "
+            f"or a list of them, got {metrics!r}; pass e.g. metrics=['mse']."
+        )
     metric_functions = resolve_metrics(metrics, where)
     if metric_functions and validation_data is None:
         raise MiniMLError(
@@ -309,11 +337,8 @@ def fit_model(
         _warn_if_zero_start_is_stuck(model, frozen, static, (X_data, y_data), hyper, where)
     reduction = getattr(model.loss_function, "reduction", None)
     mesh = resolve_mesh(devices, where)
-    if mesh is not None and any(stochastic):
-        raise MiniMLError(
-            f"{where}: devices= shards data for full-batch optimizers; mini-batch training "
-            "on several devices is not supported yet. Fit the stochastic stage without it."
-        )
+    if mesh is not None and any(stochastic):  # batched-fitting worker: stochastic + devices
+        check_shardable_samples(n_x, mesh, where)
     if mesh is not None:
         reduction_of(model.loss_function, where)  # sharded evaluation needs the reduction
         check_equal_local_samples(n_x, where)
@@ -332,7 +357,9 @@ def fit_model(
                     _check_all_frozen(model, frozen, where)
             stage_options, chunk = options, None
             if not stochastic[index]:
-                chunk = chunk_size if chunk_size is not None else batch_size
+                # batch_size chunks a full-batch stage only when no stage uses it
+                # as a mini-batch size (Kormos' convention for full-batch fits).
+                chunk = chunk_size if chunk_size is not None or any(stochastic) else batch_size
                 keep_epochs = options.epochs if len(stages) == 1 else None
                 stage_options = replace(options, epochs=keep_epochs, batch_size=None)
             outcome = run(label, stage_optimizer, frozen, stage_options, monitor, chunk)
@@ -408,7 +435,7 @@ class _StageRunner:
         self.model, self.static, self.data, self.hyper = model, static, data, hyper
         self.n_samples, self.reduction = n_samples, reduction
         self.mesh = mesh
-        self.chunked: dict[int, Any] = {}
+        self.chunked: dict[int | str, Any] = {}
         self.last_chunk: int | None = None
 
     def effective_chunk(self, chunk: int | None) -> int | None:
@@ -427,7 +454,13 @@ class _StageRunner:
     def data_for(self, chunk: int | None) -> Any:
         """The data as the objective expects it: plain, or padded and chunked."""
         if chunk is None:
-            return self.data
+            if self.mesh is None:
+                return self.data
+            if "samples" not in self.chunked:  # mini-batch training on a mesh
+                where = f"{type(self.model).__name__}.fit"
+                self.chunked["samples"] = shard_samples(self.data, self.n_samples, self.mesh,
+                                                        where)  # fmt: skip
+            return self.chunked["samples"]
         if chunk not in self.chunked:
             chunked = chunk_data(self.data, self.n_samples, chunk)
             self.chunked[chunk] = chunked if self.mesh is None else shard_rows(chunked, self.mesh)
@@ -444,7 +477,8 @@ class _StageRunner:
     ) -> OptimizerResult:
         model = self.model
         dtype = model.dtype
-        chunk = self.effective_chunk(chunk)
+        # Stochastic stages gather batches from the (sharded) rows: never chunked.
+        chunk = None if optimizer.stochastic else self.effective_chunk(chunk)
         self.last_chunk = chunk
         objective = objective_for(model, frozen, self.static, chunk)
         buffer = model.get_buffer(copy=False)

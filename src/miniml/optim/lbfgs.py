@@ -46,7 +46,7 @@ from miniml.errors import ConvergenceWarning, MiniMLError, NonFiniteWarning
 from miniml.objective import Objective
 from miniml.optim.base import MiniMLOptimizer, OptimizerResult, Problem
 
-__all__ = ["LBFGS"]
+__all__ = ["LBFGS", "loop_functions"]
 
 # Why the loop stopped (device-side codes), and what the host reports for each.
 _RUNNING, _GTOL, _FTOL, _MAXITER, _MAXFUN, _LINESEARCH, _NONFINITE = range(7)
@@ -278,8 +278,14 @@ def _finish(problem: Problem, report: _Report) -> OptimizerResult:
     evaluations = int(report.n_evaluations)
     problem.n_fun = problem.n_grad = evaluations
     if status == _NONFINITE:
-        message = f"{message} (objective {fun:.6g})."
-        warnings.warn(message, NonFiniteWarning, stacklevel=4)
+        iteration = int(report.n_iterations)
+        at = (
+            "at the starting point"
+            if iteration == 0 and evaluations <= 1
+            else f"in iteration {iteration + 1}, after {evaluations} evaluations"
+        )
+        message = f"{message} (it became non-finite {at}; objective {fun:.6g})."
+        warnings.warn(f"LBFGS: {message}", NonFiniteWarning, stacklevel=4)
     elif not success:
         warnings.warn(f"LBFGS did not converge: {message}", ConvergenceWarning, stacklevel=4)
     return OptimizerResult(
@@ -351,6 +357,19 @@ def _fused_value(objective: Objective, args: Any) -> Any:
 
 
 def _build_loop(objective: Objective, memory_size: int, length: int) -> tuple[Any, Any, dict]:
+    segment, initial = loop_functions(objective, memory_size, length)
+    return jax.jit(segment, donate_argnums=0), initial, {}
+
+
+def loop_functions(objective: Objective, memory_size: int, length: int) -> tuple[Any, Any]:
+    """The un-jitted ``(segment, initial)`` of the compiled loop.
+
+    ``segment(carry, x0, fresh, args, settings) -> (carry, report)`` runs up to
+    ``length`` iterations; ``initial(x0, args, settings)`` is the starting carry. The
+    fit jits ``segment``; `miniml.batched` jits ``jax.vmap(segment)`` to run many
+    independent problems in one loop.
+    """
+
     def initial(x0: JXArray, args: Any, settings: _Settings) -> _Carry:
         value, grad = objective.value_and_grad(x0, *args)
         finite = jnp.isfinite(value) & jnp.all(jnp.isfinite(grad))
@@ -441,7 +460,7 @@ def _build_loop(objective: Objective, memory_size: int, length: int) -> tuple[An
         )
         return carry, report
 
-    return jax.jit(segment, donate_argnums=0), initial, {}
+    return segment, initial
 
 
 def _strong(tree: Any) -> Any:

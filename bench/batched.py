@@ -1,0 +1,216 @@
+"""Batched fitting and sharded fits, timed in one run: ``python -m bench.batched``.
+
+Part 1, 1 000 independent ridge fits (n = 200, d = 10, different data and
+``reg_lambda``; objective ``||X w - y||^2 + lambda ||w||^2``):
+
+* ``miniml.fit_batched`` with the compiled L-BFGS, all 1 000 in one call;
+* a Python loop of ``model.fit`` (one model reused, so it compiles once), with the same
+  compiled `LBFGS` settings and with the default optimizer (SciPy L-BFGS-B at its
+  default tolerances, hence the larger error). Only ``--loop-subset`` fits
+  (default 50) are timed and the time is **extrapolated** linearly to 1 000;
+* a Python loop of scikit-learn ``Ridge(alpha=lambda, fit_intercept=False)``, all 1 000.
+
+Every system's solutions are checked against the numpy closed form.
+
+Part 2, scaling of ``fit(..., devices=N)`` on P5 with n = 1e6 (``0.5 mean((Xw - y)^2)``,
+d = 100, exactly 30 compiled L-BFGS iterations, see `bench.problems`) with N = 1, 2, 4
+forced host devices; each N runs in its own process (``XLA_FLAGS=
+--xla_force_host_platform_device_count=N``), since the device count is fixed when JAX
+starts. The forced devices share this machine's cores, so this measures the overhead
+and the parallelism XLA gets from partitioning, not extra hardware.
+
+Protocol: BLAS/OpenMP threads pinned with threadpoolctl (`bench.timing.pin_threads`),
+one warm-up call (compiles), then ``--rounds`` timed calls, medians reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+K, N, D = 1000, 200, 10
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.batched", description=__doc__)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--loop-subset", type=int, default=50)
+    parser.add_argument("--devices", default="1,2,4", help="device counts for part 2")
+    parser.add_argument("--p5", default="P5-1e6", help="problem of part 2 (P5-1e4 to smoke)")
+    parser.add_argument("--skip-sharded", action="store_true")
+    parser.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def _median_time(fn: Any, rounds: int) -> tuple[float, Any]:
+    out = fn()  # warm-up: compiles
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), out
+
+
+def ridge_data(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(K, N, D))
+    y = X @ rng.normal(size=(K, D, 1)) + 0.1 * rng.normal(size=(K, N, 1))
+    return X, y, 10 ** rng.uniform(-2, 2, size=K)
+
+
+def batched_part(args: argparse.Namespace) -> list[str]:
+    import miniml
+    from miniml.optim import LBFGS, ScipyOptimizer
+
+    class Ridge(miniml.MiniMLModel):
+        def __init__(self) -> None:
+            from miniml.loss import LNormRegularization
+
+            self.w = miniml.MiniMLParam((D, 1), reg_loss=LNormRegularization(2))
+            super().__init__()
+
+        def _predict_kernel(self, X: Any, buffer: Any) -> Any:
+            return X @ self.w(buffer)
+
+    X, y, lambdas = ridge_data()
+    eye = np.eye(D)
+    exact = np.stack([np.linalg.solve(X[k].T @ X[k] + lambdas[k] * eye, X[k].T @ y[k]).ravel()
+                      for k in range(K)])  # fmt: skip
+    model = Ridge()
+    model.bind()
+    tight = LBFGS(gtol=1e-10, ftol=0.0)
+
+    def batched() -> np.ndarray:
+        return miniml.fit_batched(model, X, y, reg_lambda=lambdas, optimizer=tight).x_opt
+
+    subset = min(args.loop_subset, K)
+
+    def loop(optimizer: Any) -> Any:
+        def run() -> np.ndarray:
+            out = []
+            for k in range(subset):
+                model.set_buffer(np.zeros(D))
+                model.fit(X[k], y[k], reg_lambda=float(lambdas[k]), optimizer=optimizer)
+                out.append(np.asarray(model.get_buffer()))
+            return np.stack(out)
+
+        return run
+
+    def sklearn_loop() -> np.ndarray:
+        from sklearn.linear_model import Ridge as SkRidge
+
+        return np.stack([SkRidge(alpha=float(lambdas[k]), fit_intercept=False)
+                         .fit(X[k], y[k].ravel()).coef_ for k in range(K)])  # fmt: skip
+
+    rows = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # SciPy may stop "ABNORMAL" at round-off level
+        t_batch, w_batch = _median_time(batched, args.rounds)
+        t_lbfgs, w_lbfgs = _median_time(loop(LBFGS(gtol=1e-10, ftol=0.0)), args.rounds)
+        t_scipy, w_scipy = _median_time(loop(ScipyOptimizer()), args.rounds)
+        t_sk, w_sk = _median_time(sklearn_loop, args.rounds)
+    scale = K / subset
+
+    def error(w: np.ndarray) -> float:
+        ref = exact[: len(w)]
+        return float(np.max(np.linalg.norm(w - ref, axis=1) / np.linalg.norm(ref, axis=1)))
+
+    table = [
+        ("MiniML fit_batched (LBFGS, one call)", t_batch, "measured", error(w_batch)),
+        (f"MiniML loop of model.fit, LBFGS ({subset} timed)", t_lbfgs * scale,
+         f"extrapolated x{scale:g}", error(w_lbfgs)),
+        (f"MiniML loop of model.fit, default SciPy ({subset} timed)", t_scipy * scale,
+         f"extrapolated x{scale:g}", error(w_scipy)),
+        ("scikit-learn Ridge loop (1000 fits)", t_sk, "measured", error(w_sk)),
+    ]  # fmt: skip
+    rows.append(f"Part 1: {K} ridge fits, n={N}, d={D}; medians of {args.rounds} rounds")
+    rows.append(f"{'system':58s} {'time for 1000 (s)':>18s} {'vs batched':>11s}  "
+                f"{'how':18s} {'max rel. error':>14s}")  # fmt: skip
+    for label, seconds, how, err in table:
+        rows.append(f"{label:58s} {seconds:18.3f} {seconds / t_batch:10.1f}x  {how:18s} "
+                    f"{err:14.2e}")  # fmt: skip
+    return rows
+
+
+def sharded_worker(n_devices: int, problem: str, rounds: int) -> None:
+    """One device count (this process was started with the forced device count)."""
+    import jax
+
+    from bench.miniml_systems import model_for
+    from bench.problems import build, numpy_value_and_grad
+    from miniml.optim import LBFGS
+
+    assert len(jax.devices()) == n_devices, jax.devices()
+    spec = build(problem)
+    model, reg_lambda = model_for(spec)
+    model.bind()
+    optimizer = LBFGS(maxiter=spec.maxiter, gtol=spec.gtol, ftol=spec.ftol)
+
+    def fit() -> Any:
+        model.set_buffer(spec.w0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # stops at maxiter on purpose
+            return model.fit(spec.X, spec.y, reg_lambda=reg_lambda, optimizer=optimizer,
+                             devices=n_devices)  # fmt: skip
+
+    seconds, result = _median_time(fit, rounds)
+    value, _ = numpy_value_and_grad(spec, np.asarray(model.get_buffer()))
+    print(json.dumps({"devices": n_devices, "seconds": seconds,
+                      "iterations": result.n_iterations, "objective": value}))  # fmt: skip
+
+
+def sharded_part(args: argparse.Namespace) -> list[str]:
+    rows = [f"Part 2: fit(..., devices=N) on {args.p5} (d=100, exactly 30 LBFGS iterations), "
+            f"each N in its own process; medians of {args.rounds} rounds"]  # fmt: skip
+    rows.append(f"{'devices':>7s} {'time (s)':>9s} {'speed-up':>9s} {'iterations':>10s} "
+                f"{'objective (numpy)':>20s}")  # fmt: skip
+    base = None
+    for n_devices in [int(n) for n in args.devices.split(",")]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MINIML_")}
+        flags = env.get("XLA_FLAGS", "")
+        env["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={n_devices}".strip()
+        command = [sys.executable, "-m", "bench.batched", "--worker", str(n_devices),
+                   "--p5", args.p5, "--rounds", str(args.rounds),
+                   "--threads", str(args.threads)]  # fmt: skip
+        done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True,
+                              check=False)  # fmt: skip
+        if done.returncode != 0:
+            rows.append(f"{n_devices:7d} failed: {done.stderr.strip()[-500:]}")
+            continue
+        out = json.loads(done.stdout.strip().splitlines()[-1])
+        base = base or out["seconds"]
+        rows.append(f"{n_devices:7d} {out['seconds']:9.3f} {base / out['seconds']:8.2f}x "
+                    f"{out['iterations']:10d} {out['objective']:20.12e}")  # fmt: skip
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _arguments(argv)
+    from bench.timing import machine_facts, pin_threads
+
+    _limiter, pools = pin_threads(args.threads)
+    if args.worker is not None:
+        sharded_worker(args.worker, args.p5, args.rounds)
+        return
+    lines = [*machine_facts(), f"threads pinned: {pools}", ""]
+    lines += batched_part(args)
+    if not args.skip_sharded:
+        lines += ["", *sharded_part(args)]
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,194 @@
+"""The vmapped compiled loops behind `miniml.batched`: L-BFGS and mini-batch epochs.
+
+Both run K independent problems in one compiled program by `jax.vmap` over the
+single-problem loops of `miniml.optim.lbfgs` and `miniml.optim.minibatch`. A batched
+`jax.lax.while_loop` runs until every member's condition is false and keeps each
+finished member's carry unchanged (JAX selects the old carry for it), so each member's
+iterate, counters and status are exactly those of its own run; a batched
+`jax.lax.cond` evaluates both branches and selects. The cost is that of the slowest
+member: every iteration of the batch evaluates all K objectives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from miniml.objective import Hyper, Objective
+from miniml.optim.lbfgs import _RUNNING, LBFGS, _Settings, _strong, loop_functions
+from miniml.optim.minibatch import (
+    CHUNK_BYTES,
+    MAX_CHUNK,
+    MAX_STEPS,
+    BatchPlan,
+    EpochCarry,
+    EpochStats,
+    UpdateProgram,
+    _chunk_function,
+)
+
+__all__ = ["HYPER_AXES", "MemberRuns", "run_lbfgs", "run_stochastic"]
+
+HYPER_AXES: Any = Hyper(*(0 if name in ("reg_lambda", "rng_key") else None
+                         for name in Hyper._fields))  # type: ignore[arg-type]  # fmt: skip
+"""Per-member hyper-parameters: ``reg_lambda`` and the random key."""
+
+_HISTORY_BUDGET = 2**22
+"""Scalars of iterate history per segment over all members (see `LBFGS`)."""
+
+
+@dataclass
+class MemberRuns:
+    """What a batched run returns, one entry per member (numpy)."""
+
+    x: np.ndarray  # (K, size)
+    value: np.ndarray  # (K,)  objective at x (L-BFGS) or mean loss of the last epoch
+    n_iterations: np.ndarray  # (K,) iterations (L-BFGS) or accepted steps (stochastic)
+    n_evaluations: np.ndarray  # (K,) value-and-gradient evaluations
+    status: np.ndarray  # (K,) L-BFGS status codes; stochastic: 0 ok, 1 rejected steps
+    loss: list[list[float]] = field(default_factory=list)  # per iteration or epoch
+    grad_norm: list[list[float]] = field(default_factory=list)
+    evaluations: list[list[int]] = field(default_factory=list)
+    learning_rate: list[list[float]] = field(default_factory=list)
+    converged: np.ndarray | None = None  # (K,) stochastic: the tolerance was reached
+
+
+def _cached(objective: Objective, key: Any, build: Any) -> Any:
+    compiled = objective.cache.get(key)
+    if compiled is None:
+        compiled = objective.cache[key] = build()
+    return compiled
+
+
+def run_lbfgs(
+    optimizer: LBFGS, objective: Objective, x0: np.ndarray, data: Any, data_axes: Any,
+    mode: str, hyper: Hyper,
+) -> MemberRuns:  # fmt: skip
+    """Run ``jax.vmap`` of the compiled L-BFGS loop over the K rows of ``x0``."""
+    n_members, size = x0.shape
+    dtype = x0.dtype
+    length = optimizer.segment_length or min(
+        128, max(1, _HISTORY_BUDGET // max(n_members * size, 1))
+    )
+    args_axes = (None, data_axes, HYPER_AXES)
+
+    def build() -> tuple[Any, Any]:
+        segment, initial = loop_functions(objective, optimizer.memory_size, length)
+        batched = jax.vmap(segment, in_axes=(0, 0, None, args_axes, None))
+        return jax.jit(batched, donate_argnums=0), jax.vmap(initial, (0, args_axes, None))
+
+    key = ("miniml.batched.LBFGS", optimizer.memory_size, length, mode)
+    segment, initial = _cached(objective, key, build)
+    settings = _Settings(
+        maxiter=np.int32(optimizer.maxiter),
+        maxfun=np.int32(optimizer.maxfun),
+        gtol=np.asarray(optimizer.gtol, dtype),
+        ftol=np.asarray(optimizer.ftol, dtype),
+        max_linesearch_steps=np.int32(optimizer.max_linesearch_steps),
+    )
+    args = (None, data, hyper)
+    shapes = jax.eval_shape(lambda *a: _strong(initial(*a)), x0, args, settings)
+    carry = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)
+    runs = MemberRuns(x0, np.zeros(n_members), np.zeros(n_members, int),
+                      np.zeros(n_members, int), np.zeros(n_members, int))  # fmt: skip
+    runs.loss = [[] for _ in range(n_members)]
+    runs.grad_norm = [[] for _ in range(n_members)]
+    runs.evaluations = [[] for _ in range(n_members)]
+    fresh = True
+    while True:
+        carry, report = segment(carry, x0, np.bool_(fresh), args, settings)
+        fresh = False
+        # The iterate history (K, length, size) stays on the device: not needed here.
+        report = jax.device_get(report._replace(history=report.history._replace(x=None)))
+        history = report.history
+        for k in range(n_members):
+            rows = int(history.n_rows[k])
+            runs.loss[k].extend(history.value[k, :rows].tolist())
+            runs.grad_norm[k].extend(history.grad_norm[k, :rows].tolist())
+            runs.evaluations[k].extend(history.n_evaluations[k, :rows].tolist())
+        if not np.any(report.status == _RUNNING):
+            break
+    runs.x = np.asarray(report.x)
+    runs.value = np.asarray(report.value)
+    runs.n_iterations = np.asarray(report.n_iterations, int)
+    runs.n_evaluations = np.asarray(report.n_evaluations, int)
+    runs.status = np.asarray(report.status, int)
+    return runs
+
+
+def run_stochastic(
+    objective: Objective, program: UpdateProgram, values: dict[str, Any], plan: BatchPlan,
+    tol: float, tol_measure: Any, epochs: int, max_steps: int | None, x0: np.ndarray,
+    data: Any, data_axes: Any, mode: str, hyper: Hyper,
+) -> MemberRuns:  # fmt: skip
+    """Run ``jax.vmap`` of the compiled mini-batch epochs over the K rows of ``x0``.
+
+    ``values`` holds the optimizer's traced hyper-parameters, each of shape (K,).
+    """
+    n_members = x0.shape[0]
+    dtype = x0.dtype
+
+    def init_build() -> Any:
+        return jax.jit(jax.vmap(lambda theta, v: program.make(v).init(theta)))
+
+    init = _cached(objective, ("miniml.batched.init", program.structure), init_build)
+    opt_state = init(x0, values)
+    per_member = sum(
+        int(np.prod(leaf.shape[1:])) * np.dtype(leaf.dtype).itemsize
+        for leaf in jax.tree.leaves((x0, opt_state))
+    )
+    length = int(max(1, min(MAX_CHUNK, CHUNK_BYTES // max(n_members * per_member, 1))))
+    axes = (0, None, data_axes, HYPER_AXES, 0, None, None, None, None, None)
+
+    def build() -> Any:
+        chunk = _chunk_function(objective.raw_value, program, plan, tol_measure, length, False)
+        return jax.jit(jax.vmap(chunk, in_axes=axes))
+
+    key = ("miniml.batched.chunk", program.structure, plan, tol_measure, length, mode)
+    chunk_fn = _cached(objective, key, build)
+    zeros = np.zeros(n_members, np.int32)
+    carry = EpochCarry(jnp.asarray(x0), opt_state, zeros, np.zeros(n_members, bool))
+    limit = np.int32(MAX_STEPS if max_steps is None else min(max_steps, MAX_STEPS))
+    runs = MemberRuns(x0, np.zeros(n_members), zeros.astype(int), zeros.astype(int),
+                      zeros.astype(int))  # fmt: skip
+    runs.loss = [[] for _ in range(n_members)]
+    runs.learning_rate = [[] for _ in range(n_members)]
+    n_used = plan.n_batches * plan.batch_size
+    for start in range(0, epochs, length):
+        offset = np.int32(start * n_used % plan.n_samples)
+        n_epochs = np.int32(min(length, epochs - start))
+        carry, summaries, _, _ = chunk_fn(
+            carry,
+            None,
+            data,
+            hyper,
+            values,
+            np.int32(start),
+            offset,
+            n_epochs,
+            limit,
+            np.asarray(tol, dtype),
+        )
+        packed = np.asarray(jax.device_get(summaries))  # (K, length, n_batches + 5)
+        for k in range(n_members):
+            for e in range(int(n_epochs)):
+                stats = EpochStats.unpack(packed[k, e], plan.n_batches)
+                n_accepted = int(stats.accepted.sum())
+                runs.n_evaluations[k] += n_accepted + stats.n_rejected
+                runs.status[k] |= int(stats.n_rejected > 0 or stats.undone)
+                if n_accepted:
+                    runs.loss[k].append(stats.mean_loss)
+                    runs.learning_rate[k].append(np.nan if stats.learning_rate is None
+                                                 else stats.learning_rate)  # fmt: skip
+        step, done = jax.device_get((carry.step, carry.done))
+        if np.all(done | (step >= limit)):
+            break
+    runs.x = np.asarray(carry.theta)
+    runs.n_iterations = np.asarray(jax.device_get(carry.step), int)
+    runs.converged = np.asarray(jax.device_get(carry.done), bool)
+    runs.value = np.array([losses[-1] if losses else np.nan for losses in runs.loss])
+    return runs

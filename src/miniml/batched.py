@@ -1,0 +1,420 @@
+"""Batched fitting: K independent fits of one model structure in one compiled call.
+
+`fit_batched` fits K *members*, copies of a model with the same structure, each with its
+own data, ``reg_lambda``, starting point, random key and (stochastic optimizers)
+learning rate, by `jax.vmap` over the compiled L-BFGS loop (`miniml.optim.LBFGS`) or
+over the compiled mini-batch epochs (`miniml.optim.Adam`, `SGD`, ...). Members share
+the compiled program, so a second call with the same shapes compiles nothing.
+
+Per-member data comes in one of three forms:
+
+* stacked arrays: ``X`` of shape ``(K, n, ...)`` and ``y`` of shape ``(K, n, ...)``;
+* shared data ``X`` ``(n, ...)``, ``y`` ``(n, ...)`` with ``rows``: integer indices
+  ``(K, m)`` (member k fits ``X[rows[k]]``) or a boolean mask ``(K, n)``; masks with
+  different counts per member (e.g. cross-validation folds of unequal size) are
+  evaluated as masked sums over all n rows, so the loss needs a declared reduction;
+* shared data with ``shared=True`` and no ``rows``: every member fits all of it
+  (multi-start).
+
+Cost, honestly: a batched loop runs until its *slowest* member stops. A member that has
+converged keeps its parameters, counters and status (the vmapped loop selects its old
+state), but its objective is still evaluated at every iteration of the batch, so K
+members cost about K times one evaluation per iteration times the largest iteration
+count. Batching pays when the members are small (one evaluation does not fill the
+machine) and converge in similar numbers of iterations.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from miniml._batched_inputs import (
+    WHERE,
+    member_count,
+    per_member_numbers,
+    prepare_data,
+    random_starts,
+    seed_list_of,
+    starts_of,
+)
+from miniml._batched_run import HYPER_AXES, MemberRuns, run_lbfgs, run_stochastic
+from miniml.data import as_data, describe, signature_of
+from miniml.errors import ConvergenceWarning, MiniMLError, NonFiniteWarning
+from miniml.history import History
+from miniml.loss import reduction_of
+from miniml.objective import Hyper, objective_for
+from miniml.optim.lbfgs import _NONFINITE, _OUTCOMES, LBFGS
+from miniml.optim.minibatch import plan_batches
+from miniml.optim.stochastic import OptaxOptimizer, StochasticOptimizer
+from miniml.predict import compiled_predict, split_kwargs
+
+if TYPE_CHECKING:
+    from miniml.model import MiniMLModel
+
+__all__ = ["BatchedFitResult", "fit_batched"]
+
+
+@dataclass
+class BatchedFitResult:
+    """The outcome of `fit_batched`: one entry per member, stacked.
+
+    Attributes:
+        x_opt: ``(K, model.size)`` fitted parameter buffers.
+        objective_value: ``(K,)`` final objective of each member (loss + penalty on its
+            own data; for stochastic optimizers the exact full-data objective).
+        n_iterations: ``(K,)`` L-BFGS iterations, or accepted steps (stochastic).
+        n_function_evaluations: ``(K,)`` value-and-gradient evaluations of the member.
+        success: ``(K,)`` whether each member converged (L-BFGS) or ran without
+            rejected steps and reached its tolerance if it had one (stochastic).
+        status: ``(K,)`` L-BFGS status codes (0 converged, 1 limit, 2 line search,
+            3 non-finite); stochastic: 0 or 1 (rejected steps or missed tolerance).
+        messages: each member's stop message.
+        loss_history: each member's objective per iteration (L-BFGS) or mean step loss
+            per epoch (stochastic).
+        grad_norm_history: each member's gradient 2-norm per iteration (L-BFGS only).
+        reg_lambda: ``(K,)`` the members' ``reg_lambda``.
+        optimizer: the optimizer's label.
+    """
+
+    x_opt: np.ndarray
+    objective_value: np.ndarray
+    n_iterations: np.ndarray
+    n_function_evaluations: np.ndarray
+    success: np.ndarray
+    status: np.ndarray
+    messages: list[str]
+    loss_history: list[np.ndarray]
+    grad_norm_history: list[np.ndarray] | None
+    reg_lambda: np.ndarray
+    optimizer: str
+    _model: Any = field(repr=False, default=None)
+    _signature: Any = field(repr=False, default=None)
+    _static: tuple = field(repr=False, default=())
+
+    @property
+    def n_members(self) -> int:
+        """K, the number of members."""
+        return int(self.x_opt.shape[0])
+
+    def __len__(self) -> int:
+        return self.n_members
+
+    def _index(self, i: Any, where: str) -> int:
+        if isinstance(i, bool) or not isinstance(i, int | np.integer):
+            raise MiniMLError(f"BatchedFitResult.{where}: i must be an int, got {i!r}.")
+        if not -self.n_members <= i < self.n_members:
+            raise MiniMLError(
+                f"BatchedFitResult.{where}: member {i} does not exist; the batch has "
+                f"{self.n_members} members (0 to {self.n_members - 1})."
+            )
+        return int(i) % self.n_members
+
+    def member(self, i: int) -> MiniMLModel:
+        """Member ``i`` as an ordinary fitted model: a clone holding its parameters."""
+        k = self._index(i, "member")
+        model = self._model.clone()
+        model.bind()
+        model.set_buffer(jnp.asarray(self.x_opt[k], model.dtype))
+        model._miniml_input_signature = self._signature
+        return model
+
+    def history(self, i: int) -> History:
+        """Member ``i``'s per-iteration (or per-epoch) records as a `History`."""
+        k = self._index(i, "history")
+        history = History()
+        grads = None if self.grad_norm_history is None else self.grad_norm_history[k]
+        for row, loss in enumerate(self.loss_history[k]):
+            history.append({
+                "stage": self.optimizer, "iteration": row + 1, "loss": float(loss),
+                "grad": None if grads is None else float(grads[row]), "fg_evals": None,
+                "hessp_evals": 0, "learning_rate": None, "time": None,
+            })  # fmt: skip
+        return history
+
+    def predict(self, X: Any) -> Any:
+        """Every member's prediction on the same ``X``, stacked: ``(K, n, ...)``."""
+        model = self._model
+        where = "BatchedFitResult.predict"
+        data, _ = as_data(X, "X", where, model.dtype)
+        if self._signature is not None and signature_of(data) != self._signature[0]:
+            raise MiniMLError(
+                f"{where}: the members were fitted on X like {self._signature[1]} (shapes "
+                f"after the sample axis must match), but got X like {describe(data)}."
+            )
+        key = ("batched_predict", self._static)
+        fn = model._compiled.get(key)
+        if fn is None:
+            single = compiled_predict(model, self._static)
+            fn = model._compiled[key] = jax.jit(jax.vmap(single, in_axes=(0, None, None)))
+        return fn(jnp.asarray(self.x_opt, model.dtype), data, {})
+
+
+def fit_batched(
+    model: MiniMLModel,
+    X: Any,
+    y: Any,
+    reg_lambda: Any = 1.0,
+    optimizer: Any = None,
+    *,
+    rows: Any = None,
+    shared: bool = False,
+    x0: Any = None,
+    seeds: Any = None,
+    learning_rate: Any = None,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    shuffle: bool = True,
+    active_reg_lambda: float = 1.0,
+    predict_kwargs: dict[str, Any] | None = None,
+) -> BatchedFitResult:
+    """Fit K members of ``model``'s structure in one compiled, vmapped call.
+
+    The number of members K comes from whichever per-member argument is given (stacked
+    data, ``rows``, an array ``reg_lambda``, a 2-D ``x0``, ``seeds``, an array
+    ``learning_rate``); all of them must agree. ``model`` itself is not changed: get
+    member i with ``result.member(i)``.
+
+    Args:
+        model: the model whose structure every member shares. It must not override
+            ``_pre_fit`` (parameters set from data would differ per member).
+        X: stacked ``(K, n, ...)`` inputs, or one shared data set ``(n, ...)`` with
+            ``rows`` or ``shared=True`` (see the module docstring). Tuples and dicts of
+            arrays are accepted as in `MiniMLModel.fit`.
+        y: targets laid out like ``X``.
+        reg_lambda: a number, or an array ``(K,)`` of per-member strengths.
+        optimizer: `LBFGS` (default ``LBFGS()``) or a stochastic optimizer
+            (``Adam(lr=...)``, ``SGD(...)``, any optax transformation). SciPy methods
+            run on the host and cannot be vmapped.
+        rows: ``(K, m)`` integer indices or a ``(K, n)`` boolean mask into shared data.
+        shared: with ``rows=None``, every member fits the whole shared ``(X, y)``.
+        x0: starting parameter buffer(s): ``(model.size,)`` for all or
+            ``(K, model.size)``. None starts from ``seeds`` (below) or, without seeds,
+            from the model's current parameters.
+        seeds: K ints. Member k's random key (forward pass, shuffling) comes from
+            ``seeds[k]``, and, when ``x0`` is None, so does its starting point (the
+            values ``model.randomize(seed=seeds[k])`` would draw).
+        learning_rate: stochastic optimizers with a numeric learning rate: a number or
+            an array ``(K,)`` that replaces the optimizer's learning rate per member.
+        epochs: passes over the data, as in `MiniMLModel.fit` (stochastic optimizers).
+        batch_size: mini-batch size, as in `MiniMLModel.fit` (stochastic optimizers).
+        shuffle: reshuffle every epoch, as in `MiniMLModel.fit`.
+        active_reg_lambda: weight of activity losses, shared by all members.
+        predict_kwargs: static keyword arguments of the forward pass.
+
+    Returns:
+        A `BatchedFitResult`. Members that stop without converging issue one
+        `ConvergenceWarning` for the batch (non-finite objectives a `NonFiniteWarning`).
+    """
+    opt, stochastic = _check_model_and_optimizer(model, optimizer)
+    dtype = model.dtype
+    if predict_kwargs is not None and not isinstance(predict_kwargs, dict):
+        raise MiniMLError(f"{WHERE}: predict_kwargs must be a dict, got {predict_kwargs!r}.")
+    if any(isinstance(v, jax.Array | np.ndarray) for v in (predict_kwargs or {}).values()):
+        raise MiniMLError(
+            f"{WHERE}: array-valued predict_kwargs are not supported; put per-sample arrays "
+            "into X (a tuple or dict of arrays)."
+        )
+    _, static = split_kwargs(predict_kwargs or {}, WHERE)
+    counts: dict[str, int] = {}
+    prepared = prepare_data(X, y, rows, shared, dtype, counts)
+    data, data_axes, mode, n_samples, first = prepared
+    lambdas = per_member_numbers(reg_lambda, "reg_lambda", counts)
+    seed_list = seed_list_of(seeds, counts)
+    start = None if x0 is None else starts_of(x0, model, counts)
+    rates = None
+    if learning_rate is not None:
+        if not stochastic:
+            raise MiniMLError(
+                f"{WHERE}: learning_rate applies to stochastic optimizers, but the optimizer "
+                f"is {opt!r}. Drop learning_rate or use e.g. Adam(lr=...)."
+            )
+        rates = per_member_numbers(learning_rate, "learning_rate", counts, positive=True)
+    n_members = member_count(counts)
+    lambdas = np.broadcast_to(lambdas, (n_members,)).astype(dtype)
+    from miniml.fitting import _check_prediction_shape, _check_strength
+
+    active = _check_strength(active_reg_lambda, "active_reg_lambda", WHERE)
+    _check_prediction_shape(model, first[0], first[1], static, WHERE)
+    if start is None:
+        if seed_list is not None:
+            start = random_starts(model, seed_list)
+        else:
+            model._require_bound("fit_batched")
+            start = np.asarray(model.get_buffer(copy=False))
+    x_start = np.ascontiguousarray(np.broadcast_to(start, (n_members, model.size)), dtype)
+    keys = jax.vmap(jax.random.key)(np.asarray(seed_list if seed_list is not None
+                                               else [0] * n_members, np.uint32))  # fmt: skip
+    hyper = Hyper(
+        reg_lambda=jnp.asarray(lambdas),
+        active_reg_lambda=jnp.asarray(active, dtype),
+        reg_scales=jnp.asarray(model._reg_scales()),
+        rng_key=keys,
+        data_scale=jnp.asarray(1.0, dtype),
+    )
+    chunk = n_samples if mode == "masked" else None
+    if mode == "masked":
+        reduction_of(model.loss_function, WHERE)
+    objective = objective_for(model, frozenset(), static, chunk)
+    if not stochastic:
+        assert isinstance(opt, LBFGS)
+        runs = run_lbfgs(opt, objective, x_start, data, data_axes, mode, hyper)
+        result = _lbfgs_result(runs, lambdas, opt)
+    else:
+        if mode == "masked":
+            raise MiniMLError(
+                f"{WHERE}: stochastic optimizers need the same number of rows for every "
+                "member; the boolean rows select different counts. Use LBFGS, or pass "
+                "equal-size index sets."
+            )
+        assert isinstance(opt, StochasticOptimizer)
+        runs = _run_stochastic(opt, objective, x_start, data, data_axes, mode, hyper,
+                               n_samples, rates, epochs, batch_size, shuffle, model)  # fmt: skip
+        result = _stochastic_result(runs, objective, data, data_axes, mode, hyper, lambdas, opt)
+    result._model, result._static = model, static
+    result._signature = (signature_of(first[0]), describe(first[0]))
+    return result
+
+
+def _check_model_and_optimizer(model: Any, optimizer: Any) -> tuple[Any, bool]:
+    from miniml.model import MiniMLModel
+
+    if not isinstance(model, MiniMLModel):
+        raise MiniMLError(f"{WHERE}: model must be a MiniMLModel, got {type(model).__name__}.")
+    model._require_initialized("fit_batched")
+    if model.root is not model:
+        raise MiniMLError(
+            f"{WHERE}: this model is part of a {type(model.root).__name__}; batch the "
+            "outermost model instead."
+        )
+    if model.loss_function is None or model.size == 0:
+        raise MiniMLError(
+            f"{WHERE}: the model needs a loss and at least one parameter to be fitted; "
+            f"got loss={model.loss_function!r} and {model.size} parameters."
+        )
+    if type(model)._pre_fit is not MiniMLModel._pre_fit:
+        raise MiniMLError(
+            f"{WHERE}: {type(model).__name__} overrides _pre_fit, which sets parameters "
+            "from the data; batched members would each need their own. Fit such models "
+            "one at a time with model.fit."
+        )
+    import optax
+
+    if optimizer is None:
+        return LBFGS(), False
+    if isinstance(optimizer, optax.GradientTransformation):
+        optimizer = OptaxOptimizer(optimizer)
+    if isinstance(optimizer, LBFGS):
+        return optimizer, False
+    if isinstance(optimizer, StochasticOptimizer):
+        if optimizer.keep_state:
+            raise MiniMLError(
+                f"{WHERE}: keep_state=True is not supported for batched fits; every member "
+                "starts with a fresh optimizer state. Build the optimizer without it."
+            )
+        return optimizer, True
+    raise MiniMLError(
+        f"{WHERE}: optimizer must be LBFGS(...) or a stochastic optimizer (Adam, SGD, an "
+        f"optax transformation, ...), got {optimizer!r}. SciPy methods run on the host, "
+        "one problem at a time; use optimizer=LBFGS() for a compiled L-BFGS."
+    )
+
+
+def _warn(success: np.ndarray, messages: list[str], category: type[Warning], what: str) -> None:
+    failed = np.flatnonzero(~success)
+    if failed.size:
+        first = int(failed[0])
+        warnings.warn(
+            f"{WHERE}: {failed.size} of {success.size} member(s) {what} (e.g. member "
+            f"{first}: {messages[first]}); see result.success and result.messages.",
+            category,
+            stacklevel=4,
+        )
+
+
+def _lbfgs_result(runs: MemberRuns, lambdas: np.ndarray, opt: LBFGS) -> BatchedFitResult:
+    outcomes = [_OUTCOMES[int(s)] for s in runs.status]
+    success = np.array([o[0] for o in outcomes])
+    messages = [o[2] for o in outcomes]
+    nonfinite = runs.status == _NONFINITE
+    _warn(~nonfinite, messages, NonFiniteWarning, "hit a non-finite objective or gradient")
+    _warn(success | nonfinite, messages, ConvergenceWarning, "did not converge")
+    return BatchedFitResult(
+        x_opt=runs.x, objective_value=runs.value, n_iterations=runs.n_iterations,
+        n_function_evaluations=runs.n_evaluations, success=success,
+        status=np.array([o[1] for o in outcomes]), messages=messages,
+        loss_history=[np.asarray(v) for v in runs.loss],
+        grad_norm_history=[np.asarray(v) for v in runs.grad_norm],
+        reg_lambda=np.asarray(lambdas), optimizer=opt.name,
+    )  # fmt: skip
+
+
+def _run_stochastic(
+    opt: StochasticOptimizer, objective: Any, x_start: np.ndarray, data: Any, data_axes: Any,
+    mode: str, hyper: Hyper, n_samples: int, rates: Any, epochs: Any, batch_size: Any,
+    shuffle: Any, model: Any,
+) -> MemberRuns:  # fmt: skip
+    from miniml.fitting import _fit_options
+
+    options = _fit_options(epochs, batch_size, shuffle, 0, n_samples, WHERE)
+    n_members, dtype = x_start.shape[0], x_start.dtype
+    program, values = opt._program(), opt._values(dtype)
+    if rates is not None:
+        if "learning_rate" not in values:
+            raise MiniMLError(
+                f"{WHERE}: learning_rate= replaces a numeric learning rate, but {opt!r} has a "
+                "schedule or a fixed optax transformation; give it a float learning rate."
+            )
+        values = {**values, "learning_rate": rates}
+    values = {k: np.ascontiguousarray(np.broadcast_to(np.asarray(v, dtype), (n_members,)))
+              for k, v in values.items()}  # fmt: skip
+    plan = plan_batches(n_samples, options.batch_size, options.shuffle)
+    n_epochs, max_steps = opt._epoch_budget(options, plan.n_batches)
+    tol, measure = opt._tolerance()
+    if not plan.full:
+        reduction = reduction_of(model.loss_function, WHERE)
+        scale = plan.n_samples / plan.batch_size if reduction == "sum" else 1.0
+        hyper = hyper._replace(data_scale=jnp.asarray(scale, dtype))
+    return run_stochastic(objective, program, values, plan, tol, measure, n_epochs, max_steps,
+                          x_start, data, data_axes, mode, hyper)  # fmt: skip
+
+
+def _stochastic_result(
+    runs: MemberRuns, objective: Any, data: Any, data_axes: Any, mode: str, hyper: Hyper,
+    lambdas: np.ndarray, opt: StochasticOptimizer,
+) -> BatchedFitResult:  # fmt: skip
+    key = ("miniml.batched.value", mode)
+    value = objective.cache.get(key)
+    if value is None:
+        axes = (0, None, data_axes, HYPER_AXES)
+        value = objective.cache[key] = jax.jit(jax.vmap(objective.raw_value, in_axes=axes))
+    exact = np.asarray(value(jnp.asarray(runs.x), None, data, hyper))
+    tol, _ = opt._tolerance()
+    converged = runs.converged if runs.converged is not None else np.zeros(len(exact), bool)
+    rejected = runs.status > 0
+    missed = (tol > 0) & ~converged
+    messages = []
+    for k in range(len(exact)):
+        text = f"{len(runs.loss[k])} epoch(s), {runs.n_iterations[k]} step(s)"
+        if converged[k]:
+            text += f"; converged: the tolerance tol={tol} was reached"
+        if missed[k]:
+            text += f"; the tolerance tol={tol} was not reached"
+        if rejected[k]:
+            text += "; some steps were rejected because of non-finite values"
+        messages.append(text + ".")
+    finite = np.isfinite(exact) & ~rejected
+    _warn(finite, messages, NonFiniteWarning, "had non-finite steps or objective")
+    _warn(~missed | ~finite, messages, ConvergenceWarning, "did not reach the tolerance")
+    return BatchedFitResult(
+        x_opt=runs.x, objective_value=exact, n_iterations=runs.n_iterations,
+        n_function_evaluations=runs.n_evaluations, success=finite & ~missed,
+        status=(~(finite & ~missed)).astype(int), messages=messages,
+        loss_history=[np.asarray(v) for v in runs.loss], grad_norm_history=None,
+        reg_lambda=np.asarray(lambdas), optimizer=opt.name,
+    )  # fmt: skip

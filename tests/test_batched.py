@@ -1,0 +1,278 @@
+"""Batched fitting (`miniml.fit_batched`) and the helpers built on it.
+
+References are independent: numpy closed forms (ridge), loops of ordinary
+``model.fit`` calls (cross-validation, Adam) and numpy forward passes (multi-start).
+Compiling a vmapped loop takes seconds, so tests share models (the compiled loop is
+cached on the model's objective) and shapes.
+"""
+
+import warnings
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import miniml
+from miniml import MiniMLError, MiniMLModel, MiniMLParam
+from miniml._batched_inputs import random_starts
+from miniml.loss import BinaryCrossEntropyLogLoss
+from miniml.optim import LBFGS, Adam, ScipyOptimizer
+from tests.models import LinearModel, TinyMLP
+
+K, N, D = 1000, 200, 10
+TIGHT = LBFGS(gtol=1e-10, ftol=0.0)
+
+
+def ridge_problems(seed, n_members=K):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n_members, N, D))
+    y = X @ rng.normal(size=(n_members, D, 1)) + 0.1 * rng.normal(size=(n_members, N, 1))
+    lambdas = 10 ** rng.uniform(-2, 2, size=n_members)
+    return X, y, lambdas
+
+
+def ridge_closed_form(X, y, lambdas):
+    """argmin ||X w - y||^2 + lambda ||w||^2 (LinearModel: sum of squares, L2 not halved)."""
+    eye = np.eye(X.shape[2])
+    return np.stack([np.linalg.solve(Xk.T @ Xk + lam * eye, Xk.T @ yk).ravel()
+                     for Xk, yk, lam in zip(X, y, lambdas, strict=True)])  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def ridge():
+    model = LinearModel(D, 1, bias=False)
+    model.bind()
+    return model
+
+
+def test_thousand_ridge_fits_match_closed_forms(ridge):
+    X, y, lambdas = ridge_problems(0)
+    result = miniml.fit_batched(ridge, X, y, reg_lambda=lambdas, optimizer=TIGHT)
+    reference = ridge_closed_form(X, y, lambdas)
+    assert result.x_opt.shape == (K, D)
+    assert result.success.all(), result.messages[:3]
+    scale = np.abs(reference).max()
+    np.testing.assert_allclose(result.x_opt, reference, rtol=1e-8, atol=1e-8 * scale)
+    errors = np.linalg.norm(result.x_opt - reference, axis=1) / np.linalg.norm(reference, axis=1)
+    assert errors.max() < 1e-8
+    residual = np.einsum("knd,kd->kn", X, reference) - y[..., 0]
+    objective = (residual**2).sum(axis=1) + lambdas * (reference**2).sum(axis=1)
+    np.testing.assert_allclose(result.objective_value, objective, rtol=1e-10)
+    assert all(len(h) == n for h, n in zip(result.loss_history, result.n_iterations, strict=True))
+    member = result.member(7)
+    assert isinstance(member, LinearModel) and member is not ridge
+    np.testing.assert_allclose(np.asarray(member.W.value).ravel(), reference[7], rtol=1e-8)
+    np.testing.assert_allclose(np.asarray(member.predict(X[7])), X[7] @ result.x_opt[7][:, None])
+    history = result.history(7)
+    assert len(history) == result.n_iterations[7]
+
+
+def test_second_batched_call_compiles_nothing(ridge, count_compilations):
+    X, y, lambdas = ridge_problems(1)
+    miniml.fit_batched(ridge, X, y, reg_lambda=lambdas, optimizer=TIGHT)
+    X2, y2, lambdas2 = ridge_problems(2)
+    start = np.random.default_rng(3).normal(size=(K, D))
+    with count_compilations() as counted:
+        again = miniml.fit_batched(ridge, X2, y2, reg_lambda=lambdas2, x0=start,
+                                   optimizer=LBFGS(gtol=1e-11, ftol=0.0, maxiter=60))  # fmt: skip
+    assert counted.n == 0
+    reference = ridge_closed_form(X2, y2, lambdas2)
+    np.testing.assert_allclose(
+        again.x_opt, reference, rtol=1e-8, atol=1e-8 * np.abs(reference).max()
+    )
+
+
+def test_converged_members_stop_and_keep_their_own_counts(ridge):
+    """Members of a fast problem give bit-identical results whether the batch around them
+    stops with them or runs on for slower members, and their counts differ."""
+    X, y, _ = ridge_problems(4, 2)
+    slow_X = X[1] * np.logspace(0, 2.5, D)  # ill-conditioned: many more iterations
+    fast = np.broadcast_to(X[0], (K, N, D))
+    mixed = np.concatenate([fast[: K // 2], np.broadcast_to(slow_X, (K // 2, N, D))])
+    ys = np.broadcast_to(y[0], (K, N, 1))
+    lam = np.full(K, 1e-2)
+    alone = miniml.fit_batched(ridge, fast, ys, reg_lambda=lam, optimizer=TIGHT)
+    together = miniml.fit_batched(ridge, mixed, ys, reg_lambda=lam, optimizer=TIGHT)
+    half = K // 2
+    n_fast, n_slow = together.n_iterations[0], together.n_iterations[-1]
+    assert n_slow > n_fast + 5
+    assert np.all(together.n_iterations[:half] == n_fast)
+    assert np.all(alone.n_iterations == n_fast)
+    np.testing.assert_array_equal(together.x_opt[:half], alone.x_opt[:half])
+    np.testing.assert_array_equal(together.n_function_evaluations[:half],
+                                  alone.n_function_evaluations[:half])  # fmt: skip
+    np.testing.assert_array_equal(together.loss_history[0], alone.loss_history[0])
+    assert len(together.loss_history[-1]) == n_slow
+    slow_exact = ridge_closed_form(mixed[-1:], ys[-1:], lam[-1:])[0]
+    np.testing.assert_allclose(together.x_opt[-1], slow_exact, rtol=1e-5)
+
+
+def logistic_data():
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(203, 5))
+    logits = X @ np.array([1.5, -2.0, 0.5, 0.0, 1.0]) + 0.3 * rng.normal(size=203)
+    y = (logits > 0).astype(float)[:, None]
+    return X, y
+
+
+def numpy_log_loss(X, y, w, b):
+    z = X @ w + b
+    return float(np.mean(np.logaddexp(0.0, z) - y * z))
+
+
+def _loop_of_fits(X, y, lambdas, folds):
+    """The same search as a loop of ordinary fits, scored with numpy."""
+    loop = np.empty((len(lambdas), len(folds)))
+    single = LinearModel(5, 1, loss=BinaryCrossEntropyLogLoss())  # one model: compiled once
+    single.bind()
+    for i, lam in enumerate(lambdas):
+        for f, held_out in enumerate(folds):
+            train = np.setdiff1d(np.arange(len(y)), held_out)
+            single.set_buffer(np.zeros(single.size))
+            single.fit(X[train], y[train], reg_lambda=lam,
+                       optimizer=ScipyOptimizer(options={"gtol": 1e-10, "ftol": 0.0}))  # fmt: skip
+            w, b = np.asarray(single.W.value), np.asarray(single.b.value)
+            loop[i, f] = numpy_log_loss(X[held_out], y[held_out], w, b)
+    return loop
+
+
+def test_cross_validated_path_picks_the_same_value_as_a_loop_of_fits():
+    X, y = logistic_data()  # 203 rows: folds of 41 and 40, so unequal training sets
+    lambdas = np.logspace(-2, 2.5, 20)
+    model = LinearModel(5, 1, loss=BinaryCrossEntropyLogLoss())
+    model.bind()
+    cv = miniml.cross_validate_path(model, X, y, lambdas, n_folds=5, optimizer=TIGHT, seed=1)
+    assert cv.scores.shape == (20, 5) and cv.fits.n_members == 100
+    assert cv.fits.success.all()
+    with warnings.catch_warnings():
+        # SciPy may end these tight fits "ABNORMAL" at round-off level; the scores are
+        # what is compared.
+        warnings.simplefilter("ignore", miniml.ConvergenceWarning)
+        loop = _loop_of_fits(X, y, lambdas, cv.folds)
+    np.testing.assert_allclose(cv.scores, loop, rtol=1e-6)
+    assert cv.best_index == int(np.argmin(loop.mean(axis=1)))
+    assert cv.best_reg_lambda == lambdas[cv.best_index]
+    assert 0 < cv.best_index < 19  # an interior optimum: the test can tell values apart
+
+
+def test_multi_start_returns_the_best_member_and_every_final_loss():
+    rng = np.random.default_rng(6)
+    X = rng.uniform(-2, 2, size=(64, 1))
+    y = np.sin(2 * X) + 0.05 * rng.normal(size=(64, 1))
+    model = TinyMLP(1, 4, 1)
+    model.bind()
+    lam = 1e-3
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", miniml.ConvergenceWarning)  # capped on purpose
+        out = miniml.multi_start(model, X, y, seeds=12, reg_lambda=lam,
+                                 optimizer=LBFGS(maxiter=150))  # fmt: skip
+    losses = out.losses
+    assert losses.shape == (12,) and np.all(np.isfinite(losses))
+    assert out.best_index == int(np.argmin(losses)) and out.best_seed == out.best_index
+    assert np.ptp(losses) > 1e-3 * losses.min()  # non-convex: the starts end apart
+    stacked = np.asarray(out.fits.predict(X))
+    for i in range(12):
+        member = out.fits.member(i)
+        W1, b1 = np.asarray(member.W1.value), np.asarray(member.b1.value)
+        W2, b2 = np.asarray(member.W2.value), np.asarray(member.b2.value)
+        numpy_pred = np.tanh(X @ W1 + b1) @ W2 + b2
+        np.testing.assert_allclose(np.asarray(member.predict(X)), numpy_pred, rtol=1e-12)
+        np.testing.assert_allclose(stacked[i], numpy_pred, rtol=1e-12)
+        objective = ((numpy_pred - y) ** 2).sum() + lam * ((W1**2).sum() + (W2**2).sum())
+        assert losses[i] == pytest.approx(objective, rel=1e-10)
+    np.testing.assert_array_equal(model.get_buffer(), out.fits.x_opt[out.best_index])
+    starts = random_starts(model, [3, 8])
+    for row, seed in zip(starts, [3, 8], strict=True):
+        fresh = TinyMLP(1, 4, 1)
+        fresh.randomize(seed=seed)
+        np.testing.assert_array_equal(row, fresh.get_buffer())
+
+
+def test_batched_adam_matches_a_loop_of_single_fits():
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(3, 60, 4))
+    y = X @ rng.normal(size=(3, 4, 1))
+    rates, seeds, lambdas = np.array([0.01, 0.05, 0.1]), [4, 5, 6], np.array([0.0, 0.1, 1.0])
+    model = LinearModel(4, 1)
+    model.bind()
+    batch = miniml.fit_batched(model, X, y, reg_lambda=lambdas, optimizer=Adam(lr=0.01),
+                               learning_rate=rates, seeds=seeds, x0=np.zeros(5), epochs=7,
+                               batch_size=16)  # fmt: skip
+    single = LinearModel(4, 1)  # one model for the loop: its epochs compile once
+    single.bind()
+    for k in range(3):
+        single.set_buffer(np.zeros(5))
+        res = single.fit(X[k], y[k], reg_lambda=lambdas[k], optimizer=Adam(lr=float(rates[k])),
+                         epochs=7, batch_size=16, seed=seeds[k])  # fmt: skip
+        np.testing.assert_allclose(batch.x_opt[k], single.get_buffer(), rtol=1e-10, atol=1e-12)
+        assert batch.n_iterations[k] == res.n_iterations == 7 * 3
+        assert batch.objective_value[k] == pytest.approx(res.loss, rel=1e-10)
+        losses = [record["loss"] for record in res.history]
+        np.testing.assert_allclose(batch.loss_history[k], losses, rtol=1e-10)
+
+
+class WithPreFit(MiniMLModel):
+    def __init__(self):
+        self.w = MiniMLParam((2, 1))
+        super().__init__()
+
+    def _predict_kernel(self, X, buffer):
+        return X @ self.w(buffer)
+
+    def _pre_fit(self, X, y):
+        return set()
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda m: miniml.fit_batched(m, np.ones((4, 5, 2)), np.ones((4, 5, 1)),
+                                      reg_lambda=np.ones(3)),
+         r"disagree on the number of members K \(stacked X: 4, reg_lambda: 3\)"),
+        (lambda m: miniml.fit_batched(m, np.ones((5, 2)), np.ones((5, 1))),
+         r"stacked X and y must agree.*got 5 and 5 members.*shared=True"),
+        (lambda m: miniml.fit_batched(m, np.ones((4, 5, 2)), np.ones((4, 6, 1))),
+         "must agree on members and samples"),
+        (lambda m: miniml.fit_batched(m, np.ones((5, 2)), np.ones((5, 1)),
+                                      rows=np.array([[0, 7]])),
+         r"rows must index the 5 samples \(0 to 4\)"),
+        (lambda m: miniml.fit_batched(m, np.ones((5, 2)), np.ones((5, 1)), shared=True),
+         "cannot tell how many members"),
+        (lambda m: miniml.fit_batched(m, np.ones((4, 5, 2)), np.ones((4, 5, 1)),
+                                      optimizer=ScipyOptimizer()),
+         "use optimizer=LBFGS"),
+        (lambda m: miniml.fit_batched(m, np.ones((4, 5, 2)), np.ones((4, 5, 1)),
+                                      learning_rate=0.1),
+         "learning_rate applies to stochastic optimizers"),
+        (lambda m: miniml.fit_batched(m, np.ones((4, 5, 2)), np.ones((4, 5, 1)),
+                                      x0=np.ones((4, 5))),
+         r"x0 must have shape \(3,\) or \(K, 3\)"),
+        (lambda m: miniml.fit_batched(m, np.ones((4, 5, 2)), np.ones((4, 5, 1)),
+                                      reg_lambda=[1.0, -1.0, 1.0, 1.0]),
+         "every reg_lambda must be finite and >= 0"),
+        (lambda m: miniml.fit_batched(WithPreFit(), np.ones((4, 5, 2)), np.ones((4, 5, 1))),
+         "overrides _pre_fit"),
+        (lambda m: miniml.cross_validate_path(m, np.ones((5, 2)), np.ones((5, 1)), [1.0],
+                                              scoring=lambda t, p: 0.0),
+         "greater_is_better"),
+    ],
+)  # fmt: skip
+def test_clear_errors(call, message):
+    model = LinearModel(2, 1)
+    model.bind()
+    with pytest.raises(MiniMLError, match=message) as info:
+        call(model)
+    assert "fit_batched" in str(info.value) or "cross_validate_path" in str(info.value)
+
+
+def test_member_index_out_of_range_is_a_clear_error(ridge):
+    lambdas = np.ones(3)
+    result = miniml.BatchedFitResult(
+        x_opt=np.zeros((3, D)), objective_value=np.zeros(3), n_iterations=np.zeros(3, int),
+        n_function_evaluations=np.zeros(3, int), success=np.ones(3, bool),
+        status=np.zeros(3, int), messages=[""] * 3, loss_history=[np.zeros(0)] * 3,
+        grad_norm_history=None, reg_lambda=lambdas, optimizer="LBFGS", _model=ridge,
+    )  # fmt: skip
+    with pytest.raises(MiniMLError, match=r"member 3 does not exist.*0 to 2"):
+        result.member(3)
+    assert jnp.allclose(result.member(-1).get_buffer(), 0.0)
