@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 
 import jax
 import pytest
+from hypothesis import settings
 
 import miniml  # noqa: F401  (turns on 64-bit mode before any test builds arrays)
+
+# The suite's property tests draw the same examples on every run, so that CI is
+# reproducible; `HYPOTHESIS_PROFILE=explore make test` searches new ones (and more).
+settings.register_profile("suite", derandomize=True, database=None)
+settings.register_profile("explore", max_examples=1000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "suite"))
 
 _COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 _compile_counter = {"n": 0, "active": False}
