@@ -258,8 +258,12 @@ def _read(path: str | Path, where: str) -> tuple[dict[str, Any], dict[str, np.nd
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
         raise MiniMLError(f"{where}: {str(path)!r} is not a MiniML model file.")
     version = meta.get("format_version")
-    valid = isinstance(version, int) and not isinstance(version, bool)  # JSON true == 1
-    if not valid or version > FORMAT_VERSION or version < 1:
+    # JSON's true is an int equal to 1 in Python: not a version.
+    if (
+        isinstance(version, bool)
+        or not isinstance(version, int)
+        or not 1 <= version <= FORMAT_VERSION
+    ):
         raise MiniMLError(
             f"{where}: {str(path)!r} has format version {version!r}; this MiniML reads "
             f"versions 1 to {FORMAT_VERSION}. Upgrade MiniML to read it."
