@@ -246,3 +246,23 @@ def test_bad_fit_options_are_rejected(case):
 def test_unknown_fit_options_are_rejected():
     with pytest.raises(TypeError, match=r"unexpected keyword argument\(s\) \['learning_rate'\]"):
         fitted().fit(X, Y, learning_rate=0.1)
+
+
+def test_checks_remembered_between_fits_still_catch_new_bad_inputs():
+    # Repeated fits skip re-checking a jax array already found finite and re-tracing a
+    # forward pass of known shapes; a new array or a new shape is still checked.
+    import jax.numpy as jnp
+
+    rng = np.random.default_rng(3)
+    X = jnp.asarray(rng.normal(size=(40, 3)))
+    Y = jnp.asarray(rng.normal(size=(40, 2)))
+    model = LinearModel(3, 2)
+    model.randomize(seed=0)
+    for _ in range(2):
+        model.fit(X, Y, reg_lambda=0.1)
+    with pytest.raises(MiniMLError, match="NaN or infinite"):
+        model.fit(X.at[0, 0].set(jnp.nan), Y, reg_lambda=0.1)
+    with pytest.raises(MiniMLError, match="NaN or infinite"):
+        model.fit(X, Y.at[3, 1].set(jnp.inf), reg_lambda=0.1)
+    with pytest.raises(MiniMLError, match="forward pass failed"):
+        model.fit(X[:, :2], Y, reg_lambda=0.1)

@@ -9,7 +9,10 @@ optimizer, the same way for both. ``on_iteration_end`` returning True (or callin
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from miniml.errors import MiniMLError
 
@@ -38,10 +41,27 @@ class FitState:
         self.history = history
         self.columns = columns
         self.stage = ""
-        self.buffer: Any = None
         self.stop_reason: str | None = None
         self.restore_buffer: Any = None
         self.restore_reason: str | None = None
+        self._iterate: tuple[Any, Callable[[Any], Any]] | None = None
+        self._buffer: Any = None
+
+    @property
+    def buffer(self) -> Any:
+        """The full parameter buffer at the latest accepted iterate, or None."""
+        # Built on first access: most iterations of most fits never need it, and
+        # building it costs a host-to-device copy.
+        if self._buffer is None and self._iterate is not None:
+            x, to_buffer = self._iterate
+            self._buffer = to_buffer(x)
+        return self._buffer
+
+    def set_iterate(self, x: Any, to_buffer: Callable[[Any], Any]) -> None:
+        """Record the latest accepted iterate ``x`` (a stage's trainable vector)."""
+        # SciPy may reuse its arrays: keep a copy of host iterates.
+        self._iterate = (np.array(x) if isinstance(x, np.ndarray) else x, to_buffer)
+        self._buffer = None
 
     def stop(self, reason: str) -> None:
         """Ask the fit to stop after the current iteration."""

@@ -7,6 +7,7 @@ are converted to the model's dtype; integer and boolean leaves are kept as they 
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import jax
@@ -29,6 +30,22 @@ def _leaf_to_array(leaf: Any, label: str, where: str) -> np.ndarray | jax.Array:
             "lists are not arrays: pad them to a common length or pass a tuple of arrays."
         ) from err
     return array
+
+
+# jax arrays are immutable: one that passed the finiteness check passes it forever.
+# Keyed by id, with a weak reference that drops the entry when the array goes.
+_FINITE_JAX_ARRAYS: dict[int, weakref.ref[Any]] = {}
+
+
+def _jax_array_is_finite(array: Any) -> bool:
+    key = id(array)
+    known = _FINITE_JAX_ARRAYS.get(key)
+    if known is not None and known() is array:
+        return True
+    finite = bool(jnp.isfinite(array).all())
+    if finite:
+        _FINITE_JAX_ARRAYS[key] = weakref.ref(array, lambda _: _FINITE_JAX_ARRAYS.pop(key, None))
+    return finite
 
 
 def _check_leaf(array: Any, label: str, where: str, dtype: np.dtype) -> Any:
@@ -54,7 +71,7 @@ def _check_leaf(array: Any, label: str, where: str, dtype: np.dtype) -> Any:
         if isinstance(array, np.ndarray):
             finite = bool(np.isfinite(array).all())
         else:
-            finite = bool(jnp.isfinite(array).all())
+            finite = _jax_array_is_finite(array)
         if not finite:
             bad = int(np.size(array) - np.isfinite(np.asarray(array)).sum())
             raise MiniMLError(

@@ -6,6 +6,7 @@ and optimizers see only a `Problem`.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import warnings
@@ -76,29 +77,44 @@ def _frozen_names(model: MiniMLModel, returned: Any, where: str) -> frozenset[st
     return names
 
 
+@functools.lru_cache(maxsize=64)
+def _random_key(seed: int) -> Any:
+    """``jax.random.key(seed)``, made once per seed (keys are immutable)."""
+    return jax.random.key(seed)
+
+
 def _check_prediction_shape(
     model: MiniMLModel, data: Any, y: Any, static: tuple, where: str
 ) -> None:
-    """Trace the forward pass abstractly once to give shape errors a clear message."""
+    """Trace the forward pass abstractly to give shape errors a clear message.
+
+    The traced output shape is kept per input shape, so that repeated fits of the same
+    shapes skip the trace (it costs milliseconds, as much as a small fit).
+    """
     from miniml.model import PredictMode, split_kernel_output
 
     X = data
+    leaves, treedef = jax.tree.flatten(X)
+    key = ("prediction_shape", treedef, tuple((x.shape, str(x.dtype)) for x in leaves), static)
+    pred = model._compiled.get(key)
+    if pred is None:
 
-    def forward(buffer: Any) -> Any:
-        out = model._predict_kernel(
-            X, buffer, rng_key=jax.random.key(0), mode=PredictMode.TRAIN, **dict(static)
-        )
-        return split_kernel_output(out)[0]
+        def forward(buffer: Any) -> Any:
+            out = model._predict_kernel(
+                X, buffer, rng_key=jax.random.key(0), mode=PredictMode.TRAIN, **dict(static)
+            )
+            return split_kernel_output(out)[0]
 
-    try:
-        pred = jax.eval_shape(forward, jax.ShapeDtypeStruct((model.size,), model.dtype))
-    except MiniMLError:
-        raise
-    except Exception as err:
-        raise MiniMLError(
-            f"{where}: the forward pass failed for X like {describe(X)}: "
-            f"{type(err).__name__}: {err}"
-        ) from err
+        try:
+            pred = jax.eval_shape(forward, jax.ShapeDtypeStruct((model.size,), model.dtype))
+        except MiniMLError:
+            raise
+        except Exception as err:
+            raise MiniMLError(
+                f"{where}: the forward pass failed for X like {describe(X)}: "
+                f"{type(err).__name__}: {err}"
+            ) from err
+        model._compiled[key] = pred
     validate = getattr(model.loss_function, "validate", None)
     if callable(validate) and hasattr(pred, "shape"):
         validate(y, tuple(pred.shape), where)
@@ -326,12 +342,15 @@ def fit_model(
     validator = None
     if validation_data is not None:
         validator = _validator(model, validation_data, metric_functions, static, where)
+    # numpy values: compiled calls take them through their C++ fast path in about a
+    # microsecond each, where jnp.asarray or jax.device_put cost ~50-100 µs apiece.
+    host: Any = np.asarray  # Hyper's fields are typed as what compiled code sees
     hyper = Hyper(
-        reg_lambda=jnp.asarray(reg, dtype),
-        active_reg_lambda=jnp.asarray(active_reg, dtype),
-        reg_scales=jnp.asarray(model._reg_scales()),
-        rng_key=jax.random.key(int(seed)),
-        data_scale=jnp.asarray(1.0, dtype),
+        reg_lambda=host(reg, dtype),
+        active_reg_lambda=host(active_reg, dtype),
+        reg_scales=host(model._reg_scales()),
+        rng_key=_random_key(int(seed)),
+        data_scale=host(1.0, dtype),
     )
     if vars(model).get("_miniml_zero_start", False):
         _warn_if_zero_start_is_stuck(model, frozen, static, (X_data, y_data), hyper, where)
@@ -503,8 +522,8 @@ class _StageRunner:
             outcome = optimizer.minimize(problem)
         finally:
             monitor.end_stage()
-        theta = jnp.asarray(np.asarray(outcome.x), dtype)
-        if not bool(jnp.all(jnp.isfinite(theta))):
+        theta = np.asarray(outcome.x, dtype)
+        if not np.all(np.isfinite(theta)):
             raise MiniMLError(
                 f"{type(model).__name__}.fit: optimizer {optimizer.name} returned non-finite "
                 "parameters; they were not written into the model. A MiniMLOptimizer must "
@@ -559,7 +578,7 @@ def _result(
         n_function_evaluations=sum(o.n_function_evaluations for _, o in results),
         n_jacobian_evaluations=sum(o.n_jacobian_evaluations for _, o in results),
         n_hessian_evaluations=sum(o.n_hessian_evaluations for _, o in results),
-        x_opt=model.get_buffer(copy=True),
+        x_opt=model.get_buffer(copy=False),  # jax arrays are immutable: no copy needed
         status=last.status if last is not None else None,
         optimizer=" -> ".join(label for label, _ in results),
         history=monitor.history,

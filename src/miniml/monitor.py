@@ -157,7 +157,6 @@ class FitMonitor:
         self.start = time.perf_counter()
         self.count_offset = (0, 0)
         self.stage_counts = (0, 0)
-        self.last_buffer: Any = None
 
     def begin(self) -> None:
         for callback in self.callbacks:
@@ -185,8 +184,7 @@ class FitMonitor:
         counts: tuple[int, int, int],
     ) -> bool:
         self.iteration += 1
-        buffer = self.to_buffer(x)
-        self.state.buffer = self.last_buffer = buffer
+        self.state.set_iterate(x, self.to_buffer)
         self.stage_counts = (counts[1] or counts[0], counts[2])
         record: dict[str, Any] = {
             "stage": self.state.stage,
@@ -200,7 +198,7 @@ class FitMonitor:
         }
         if self.validator is not None:
             due = self.iteration % self.validation_freq == 0
-            values = self.validator(buffer, self.hyper) if due else {}
+            values = self.validator(self.state.buffer, self.hyper) if due else {}
             record.update({column: values.get(column) for column in self.validator.columns})
         if step_losses is not None:
             self.history.step_losses[(self.state.stage, self.iteration)] = np.asarray(
@@ -212,6 +210,11 @@ class FitMonitor:
         for callback in self.callbacks:
             stop = bool(callback.on_iteration_end(self.state, record)) or stop
         return stop or self.state.stop_reason is not None
+
+    @property
+    def last_buffer(self) -> Any:
+        """The full buffer at the latest reported iterate, or None before the first."""
+        return self.state.buffer
 
     def end(self) -> None:
         try:

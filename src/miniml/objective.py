@@ -35,7 +35,11 @@ __all__ = ["Hyper", "Objective", "objective_for"]
 
 
 class Hyper(NamedTuple):
-    """Values of the objective that may change between fits without recompiling."""
+    """Values of the objective that may change between fits without recompiling.
+
+    Inside compiled code every field is a jax array; the host may build them from numpy
+    values, which compiled calls take through their fast path.
+    """
 
     reg_lambda: JXArray
     active_reg_lambda: JXArray
