@@ -100,7 +100,7 @@ def miniml_runners(spec: Spec) -> list[Runner]:
         ("MiniML LBFGS (compiled)", LBFGS(maxiter=spec.maxiter, gtol=spec.gtol, ftol=spec.ftol)),
     ]
     runners = []
-    X, y = jnp.asarray(spec.X), jnp.asarray(spec.y)
+    X, y = jax.device_put(spec.X), jax.device_put(spec.y)
     for label, optimizer in optimizers:
         model, reg_lambda = model_for(spec)
         model.bind()
@@ -111,7 +111,7 @@ def miniml_runners(spec: Spec) -> list[Runner]:
             model.set_buffer(spec.w0)
             result = model.fit(X, y, reg_lambda=reg_lambda, optimizer=optimizer)
             return (
-                np.asarray(model.get_buffer()),
+                np.asarray(model.get_buffer(copy=False)),
                 result.n_iterations,
                 (result.n_function_evaluations),
             )

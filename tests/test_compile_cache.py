@@ -55,3 +55,26 @@ def test_reg_scale_change_compiles_nothing(count_compilations):
         model.fit(X, y, reg_lambda=1.0)
     assert counted.n == 0
     assert np.linalg.norm(np.asarray(model.W.value)) < np.linalg.norm(w_before)
+
+
+def test_first_fit_compiles_only_the_objective(count_compilations):
+    # Cold start: binding, moving numpy data and parameters to the device and making
+    # the random key are plain transfers; only the objective itself is compiled.
+    rng = np.random.default_rng(11)
+    X, y = rng.normal(size=(37, 5)), rng.normal(size=(37, 4))  # shapes no other test uses
+    model = LinearModel(5, 4)
+    with count_compilations() as counted:
+        model.bind()
+        model.set_buffer(np.zeros(model.size))
+        model.fit(X, y, reg_lambda=0.1, seed=12345)
+    assert counted.n == 1
+
+
+def test_random_keys_of_the_fit_equal_jax_random_key():
+    import jax
+
+    from miniml.fitting import _random_key
+
+    for seed in (0, 1, 7, 2**32 - 1, 2**32, 2**40 + 3, 2**63 - 1):
+        expected = jax.random.key_data(jax.random.key(seed))
+        np.testing.assert_array_equal(jax.random.key_data(_random_key(seed)), expected)

@@ -256,7 +256,7 @@ class MiniMLModel(ABC):
         # True until values are drawn or set: fit warns if zeros cannot train.
         root._miniml_zero_start = not root._pending_child_buffers
         root._pending_child_buffers = []
-        root._buffer = jnp.asarray(buffer)
+        root._buffer = jax.device_put(buffer)
 
     def unbind(self) -> None:
         """Drop the parameter buffer."""
@@ -298,7 +298,7 @@ class MiniMLModel(ABC):
                 key = jax.random.fold_in(jax.random.key(int(seed)), index)
                 drawn = np.asarray(param.draw(key)).reshape(-1)
             host[param.offset : param.offset + param.size] = drawn
-        root._buffer = jnp.asarray(host)
+        root._buffer = jax.device_put(host)  # a transfer; jnp.asarray may compile
         root._miniml_zero_start = False
 
     def _require_bound(self, where: str) -> None:
@@ -321,7 +321,8 @@ class MiniMLModel(ABC):
         """Replace the whole flat parameter buffer (same size and dtype)."""
         self._require_initialized("set_buffer")
         root = self.root
-        values = jnp.asarray(buffer)
+        # device_put is a plain transfer; jnp.asarray of numpy may compile per shape.
+        values = buffer if isinstance(buffer, jax.Array) else jax.device_put(np.asarray(buffer))
         where = f"{type(self).__name__}.set_buffer"
         if values.shape != (root._size,):
             raise MiniMLError(
@@ -371,7 +372,7 @@ class MiniMLModel(ABC):
                     f"dtype {array.dtype}."
                 )
             host[param.offset : param.offset + param.size] = np.asarray(array).reshape(-1)
-        root._buffer = jnp.asarray(host)
+        root._buffer = jax.device_put(host)  # a transfer; jnp.asarray may compile
         root._miniml_zero_start = False
 
     # ------------------------------------------------------------ regularization
