@@ -24,12 +24,12 @@ Run::
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _example_cli import parse_args  # examples/_example_cli.py
 from matplotlib.figure import Figure
 
 from miniml import MiniMLModel, MiniMLParam
@@ -75,21 +75,8 @@ def show(title: str, res) -> None:
         print(table)
 
 
-def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer Adam epochs")
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=Path(__file__).parent / "output",
-        help="directory for the PNG files (default: examples/output)",
-    )
-    return parser.parse_args(argv)
-
-
 def main(argv=None) -> dict:
-    args = parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
+    args = parse_args(argv, __doc__, quick_help="fewer Adam epochs")
     started = time.perf_counter()
     adam_epochs, warmup_epochs = (10, 5) if args.quick else (150, 20)
     w, X, y, X_val, y_val = make_data()

@@ -25,11 +25,11 @@ Run::
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 import numpy as np
+from _example_cli import parse_args  # examples/_example_cli.py
 from matplotlib.figure import Figure
 from sklearn.datasets import make_regression
 
@@ -85,21 +85,8 @@ def fit_from_zero(model, X, y, optimizer, epochs=None, batch_size=None):
     return res, curve
 
 
-def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer runs (a few seconds)")
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=Path(__file__).parent / "output",
-        help="directory for the PNG files (default: examples/output)",
-    )
-    return parser.parse_args(argv)
-
-
 def main(argv=None) -> dict:
-    args = parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
+    args = parse_args(argv, __doc__, quick_help="fewer runs (a few seconds)")
     started = time.perf_counter()
     # --quick keeps every section but runs fewer batch sizes (each new batch size
     # compiles a new training epoch); its SGD runs are full-batch only.

@@ -21,12 +21,11 @@ Run::
 
 from __future__ import annotations
 
-import argparse
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
+from _example_cli import parse_args  # examples/_example_cli.py
 from matplotlib.figure import Figure
 from sklearn.linear_model import Ridge
 
@@ -45,21 +44,8 @@ class LinearModel(MiniMLModel):
         return X @ self.A(buffer) + self.b(buffer)
 
 
-def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer samples and batches")
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=Path(__file__).parent / "output",
-        help="directory for the PNG files (default: examples/output)",
-    )
-    return parser.parse_args(argv)
-
-
 def main(argv=None) -> dict:
-    args = parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
+    args = parse_args(argv, __doc__, quick_help="fewer samples and batches")
     started = time.perf_counter()
     n_samples, n_batches = (200, 4) if args.quick else (2000, 10)
     n_in, n_out, alpha = 8, 3, 1.0

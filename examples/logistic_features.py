@@ -18,13 +18,12 @@ Run::
 
 from __future__ import annotations
 
-import argparse
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _example_cli import parse_args  # examples/_example_cli.py
 from matplotlib.figure import Figure
 from sklearn.linear_model import LogisticRegression
 
@@ -67,21 +66,8 @@ def make_data(n: int, seed: int):
     return X, (inside ^ flip).astype(float)
 
 
-def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer samples")
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=Path(__file__).parent / "output",
-        help="directory for the PNG files (default: examples/output)",
-    )
-    return parser.parse_args(argv)
-
-
 def main(argv=None) -> dict:
-    args = parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
+    args = parse_args(argv, __doc__, quick_help="fewer samples")
     started = time.perf_counter()
     n = 300 if args.quick else 3000
     X_train, y_train = make_data(n, seed=0)

@@ -24,13 +24,12 @@ Run::
 
 from __future__ import annotations
 
-import argparse
 import time
 import warnings
-from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
+from _example_cli import parse_args  # examples/_example_cli.py
 from matplotlib.figure import Figure
 
 from miniml import ConvergenceWarning, MiniMLModel, MiniMLParam
@@ -94,21 +93,8 @@ def synthetic_ratings(n_users: int, n_items: int, n_ratings: int, rank: int, see
     return users, items, stars, expected
 
 
-def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a smaller ratings matrix")
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=Path(__file__).parent / "output",
-        help="directory for the PNG files (default: examples/output)",
-    )
-    return parser.parse_args(argv)
-
-
 def main(argv=None) -> dict:
-    args = parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
+    args = parse_args(argv, __doc__, quick_help="a smaller ratings matrix")
     started = time.perf_counter()
     if args.quick:
         n_users, n_items, n_ratings, maxiter = 100, 300, 4000, 60

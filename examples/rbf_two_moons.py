@@ -22,11 +22,10 @@ Run::
 
 from __future__ import annotations
 
-import argparse
 import time
-from pathlib import Path
 
 import numpy as np
+from _example_cli import parse_args  # examples/_example_cli.py
 from matplotlib.figure import Figure
 from sklearn.datasets import make_moons
 from sklearn.linear_model import LogisticRegression
@@ -36,21 +35,8 @@ from miniml.loss import BinaryCrossEntropyLogLoss
 from miniml.nn import RBFLayer, gaussian_rbf
 
 
-def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer samples")
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=Path(__file__).parent / "output",
-        help="directory for the PNG files (default: examples/output)",
-    )
-    return parser.parse_args(argv)
-
-
 def main(argv=None) -> dict:
-    args = parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
+    args = parse_args(argv, __doc__, quick_help="fewer samples")
     started = time.perf_counter()
     n = 300 if args.quick else 2000
     X_train, y_train = make_moons(n_samples=n, noise=0.2, random_state=0)

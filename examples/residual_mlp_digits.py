@@ -21,12 +21,11 @@ Run::
 
 from __future__ import annotations
 
-import argparse
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
+from _example_cli import parse_args  # examples/_example_cli.py
 from matplotlib.figure import Figure
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
@@ -53,21 +52,8 @@ def residual_mlp(n_in: int, width: int, n_blocks: int, n_classes: int) -> Stack:
     return Stack(layers, loss=CrossEntropyLogLoss(expect_labels=True))
 
 
-def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer L-BFGS-B iterations")
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=Path(__file__).parent / "output",
-        help="directory for the PNG files (default: examples/output)",
-    )
-    return parser.parse_args(argv)
-
-
 def main(argv=None) -> dict:
-    args = parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
+    args = parse_args(argv, __doc__, quick_help="fewer L-BFGS-B iterations")
     started = time.perf_counter()
     maxiter = 40 if args.quick else 500
     digits = load_digits()

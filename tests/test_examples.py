@@ -10,6 +10,7 @@ prints), which shares JAX's start-up and compiled programs with the other tests.
 from __future__ import annotations
 
 import importlib.util
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -40,7 +41,13 @@ def run_quick(script: Path, out: Path) -> dict:
     spec = importlib.util.spec_from_file_location(f"miniml_example_{script.stem}", script)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # scripts run only under `if __name__ == "__main__"`
+    # As `python examples/<script>.py` does, put examples/ first on the path, so that
+    # the scripts find their shared `_example_cli`.
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        spec.loader.exec_module(module)  # scripts run only under `if __name__ == "__main__"`
+    finally:
+        sys.path.remove(str(EXAMPLES))
     assert callable(getattr(module, "main", None)), f"{script.name} has no main(argv)"
     return module.main(["--quick", "--out", str(out)])
 

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from miniml.objective import Hyper, Objective
-from miniml.optim.lbfgs import _RUNNING, LBFGS, _Settings, _strong, loop_functions
+from miniml.optim.lbfgs import _RUNNING, LBFGS, _strong, loop_functions
 from miniml.optim.minibatch import (
     CHUNK_BYTES,
     MAX_CHUNK,
@@ -83,13 +83,7 @@ def run_lbfgs(
 
     key = ("miniml.batched.LBFGS", optimizer.memory_size, length, mode)
     segment, initial = _cached(objective, key, build)
-    settings = _Settings(
-        maxiter=np.int32(optimizer.maxiter),
-        maxfun=np.int32(optimizer.maxfun),
-        gtol=np.asarray(optimizer.gtol, dtype),
-        ftol=np.asarray(optimizer.ftol, dtype),
-        max_linesearch_steps=np.int32(optimizer.max_linesearch_steps),
-    )
+    settings = optimizer.settings(dtype)
     args = (None, data, hyper)
 
     def carry_shapes() -> Any:

@@ -88,7 +88,7 @@ def _random_key(seed: int) -> Any:
     impl = jax.config.jax_default_prng_impl  # type: ignore[attr-defined]  # not in stubs
     if impl == "threefry2x32":
         words = np.array([seed >> 32, seed & 0xFFFFFFFF], dtype=np.uint32)
-        return jax.random.wrap_key_data(jax.device_put(words), impl="threefry2x32")
+        return jax.random.wrap_key_data(to_device(words), impl="threefry2x32")
     return jax.random.key(seed)
 
 

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array as JXArray
 
+from miniml.data import to_device
 from miniml.errors import MiniMLError
 from miniml.kernel import (
     PredictKernelOutput,
@@ -256,7 +257,7 @@ class MiniMLModel(ABC):
         # True until values are drawn or set: fit warns if zeros cannot train.
         root._miniml_zero_start = not root._pending_child_buffers
         root._pending_child_buffers = []
-        root._buffer = jax.device_put(buffer)
+        root._buffer = to_device(buffer)
 
     def unbind(self) -> None:
         """Drop the parameter buffer."""
@@ -298,7 +299,7 @@ class MiniMLModel(ABC):
                 key = jax.random.fold_in(jax.random.key(int(seed)), index)
                 drawn = np.asarray(param.draw(key)).reshape(-1)
             host[param.offset : param.offset + param.size] = drawn
-        root._buffer = jax.device_put(host)  # a transfer; jnp.asarray may compile
+        root._buffer = to_device(host)
         root._miniml_zero_start = False
 
     def _require_bound(self, where: str) -> None:
@@ -321,8 +322,7 @@ class MiniMLModel(ABC):
         """Replace the whole flat parameter buffer (same size and dtype)."""
         self._require_initialized("set_buffer")
         root = self.root
-        # device_put is a plain transfer; jnp.asarray of numpy may compile per shape.
-        values = buffer if isinstance(buffer, jax.Array) else jax.device_put(np.asarray(buffer))
+        values = to_device(buffer)
         where = f"{type(self).__name__}.set_buffer"
         if values.shape != (root._size,):
             raise MiniMLError(
@@ -372,7 +372,7 @@ class MiniMLModel(ABC):
                     f"dtype {array.dtype}."
                 )
             host[param.offset : param.offset + param.size] = np.asarray(array).reshape(-1)
-        root._buffer = jax.device_put(host)  # a transfer; jnp.asarray may compile
+        root._buffer = to_device(host)
         root._miniml_zero_start = False
 
     # ------------------------------------------------------------ regularization

@@ -176,6 +176,16 @@ class LBFGS(MiniMLOptimizer):
             f"segment_length={self.segment_length})"
         )
 
+    def settings(self, dtype: Any) -> _Settings:
+        """The stopping rules as traced arguments of the compiled loop (no recompiles)."""
+        return _Settings(
+            maxiter=np.int32(self.maxiter),
+            maxfun=np.int32(self.maxfun),
+            gtol=np.asarray(self.gtol, dtype),
+            ftol=np.asarray(self.ftol, dtype),
+            max_linesearch_steps=np.int32(self.max_linesearch_steps),
+        )
+
     def minimize(self, problem: Problem) -> OptimizerResult:
         for option in ("epochs", "batch_size"):
             if getattr(problem.options, option) is not None:
@@ -192,13 +202,7 @@ class LBFGS(MiniMLOptimizer):
         length = self.segment_length or min(128, max(1, _HISTORY_BUDGET // max(problem.size, 1)))
         x0 = np.asarray(problem.x0, dtype)
         segment, template = _compiled_loop(problem, self.memory_size, length)
-        settings = _Settings(
-            maxiter=np.int32(self.maxiter),
-            maxfun=np.int32(self.maxfun),
-            gtol=np.asarray(self.gtol, dtype),
-            ftol=np.asarray(self.ftol, dtype),
-            max_linesearch_steps=np.int32(self.max_linesearch_steps),
-        )
+        settings = self.settings(dtype)
         carry, fresh, reported = template, True, 0
         while True:
             # One dispatch and one device-to-host transfer per segment.
