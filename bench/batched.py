@@ -93,8 +93,11 @@ def batched_part(args: argparse.Namespace) -> list[str]:
     model.bind()
     tight = LBFGS(gtol=1e-10, ftol=0.0)
 
+    last: dict[str, Any] = {}
+
     def batched() -> np.ndarray:
-        return miniml.fit_batched(model, X, y, reg_lambda=lambdas, optimizer=tight).x_opt
+        last["result"] = miniml.fit_batched(model, X, y, reg_lambda=lambdas, optimizer=tight)
+        return last["result"].x_opt
 
     subset = min(args.loop_subset, K)
 
@@ -142,6 +145,11 @@ def batched_part(args: argparse.Namespace) -> list[str]:
     for label, seconds, how, err in table:
         rows.append(f"{label:58s} {seconds:18.3f} {seconds / t_batch:10.1f}x  {how:18s} "
                     f"{err:14.2e}")  # fmt: skip
+    result = last["result"]
+    rows.append(f"Lockstep cost: {result.lockstep_evaluations} batched "
+                f"evaluations in {int(result.n_iterations.max())} iterations; per member at "
+                f"most {int(result.n_function_evaluations.max())} evaluations "
+                f"(mean {result.n_function_evaluations.mean():.1f})")  # fmt: skip
     return rows
 
 

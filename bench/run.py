@@ -28,7 +28,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="fewer rounds, skip P5 n=1e6")
     parser.add_argument("--tiny", action="store_true", help="toy sizes (smoke test)")
     parser.add_argument("--problems", default=None, help="comma-separated, e.g. P1,P5-1e5")
-    parser.add_argument("--rounds", type=int, default=None, help="counted rounds (default 7)")
+    parser.add_argument("--rounds", type=int, default=None, help="counted rounds (default 15)")
     parser.add_argument("--warmup", type=int, default=None, help="warm-up fits (default 2)")
     parser.add_argument("--budget", type=float, default=None, help="seconds per problem")
     # 0.25 s: after 0.05 s the spinning BLAS/XLA threads of the previous fit still slowed
@@ -42,7 +42,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args(argv)
     quick = args.quick or args.tiny
-    args.rounds = args.rounds or (3 if quick else 7)
+    args.rounds = args.rounds or (3 if quick else 15)
     args.warmup = args.warmup or (1 if quick else 2)
     args.budget = args.budget or (20.0 if quick else 120.0)
     if args.threads < 1:

@@ -8,6 +8,7 @@ cached on the model's objective) and shapes.
 
 import warnings
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ import pytest
 import miniml
 from miniml import MiniMLError, MiniMLModel, MiniMLParam
 from miniml._batched_inputs import random_starts
-from miniml.loss import BinaryCrossEntropyLogLoss
+from miniml.loss import BinaryCrossEntropyLogLoss, LNormRegularization, squared_error_loss
 from miniml.optim import LBFGS, Adam, ScipyOptimizer
 from tests.models import LinearModel, TinyMLP
 
@@ -67,6 +68,22 @@ def test_thousand_ridge_fits_match_closed_forms(ridge):
     assert len(history) == result.n_iterations[7]
 
 
+def test_member_histories_count_evaluations_like_a_single_fit(ridge):
+    X, y, lambdas = ridge_problems(0, n_members=K)
+    result = miniml.fit_batched(ridge, X, y, reg_lambda=lambdas, optimizer=TIGHT)
+    for k in (0, 7):
+        counts = [record["fg_evals"] for record in result.history(k)]
+        assert counts == result.evaluation_history[k].tolist()
+        assert counts[-1] == result.n_function_evaluations[k]
+        assert np.all(np.diff(counts) >= 1) and counts[0] >= 2  # the start is evaluated too
+        ridge.set_buffer(np.zeros(D))
+        single = ridge.fit(X[k], y[k], reg_lambda=float(lambdas[k]), optimizer=TIGHT)
+        # Round-off may end the two runs an iteration apart at gtol=1e-10; before that
+        # they take the same steps with the same line-search counts.
+        single_counts = [record["fg_evals"] for record in single.history]
+        assert counts[:10] == single_counts[:10]
+
+
 def test_second_batched_call_compiles_nothing(ridge, count_compilations):
     X, y, lambdas = ridge_problems(1)
     miniml.fit_batched(ridge, X, y, reg_lambda=lambdas, optimizer=TIGHT)
@@ -105,6 +122,32 @@ def test_converged_members_stop_and_keep_their_own_counts(ridge):
     assert len(together.loss_history[-1]) == n_slow
     slow_exact = ridge_closed_form(mixed[-1:], ys[-1:], lam[-1:])[0]
     np.testing.assert_allclose(together.x_opt[-1], slow_exact, rtol=1e-5)
+
+
+def test_lockstep_evaluations_count_what_the_batch_evaluates():
+    """The documented cost model of a batch (docs/scale.md, "Cost"), checked by counting
+    the forward passes the compiled batch really makes."""
+    calls = []
+
+    class CountingRidge(MiniMLModel):
+        """``X @ w`` that counts its forward passes (one call per member under vmap)."""
+
+        def __init__(self):
+            self.w = MiniMLParam((D, 1), reg_loss=LNormRegularization(2))
+            super().__init__(loss=squared_error_loss)
+
+        def _predict_kernel(self, X, buffer):
+            jax.debug.callback(calls.append, X[0, 0])
+            return X @ self.w(buffer)
+
+    model = CountingRidge()
+    model.bind()
+    X, y, lambdas = ridge_problems(5, n_members=8)
+    X = X * np.logspace(0, 1, D)  # unequal conditioning: members need unequal searches
+    result = miniml.fit_batched(model, X, y, reg_lambda=lambdas, optimizer=TIGHT)
+    assert result.success.all()
+    assert len(calls) == 8 * result.lockstep_evaluations
+    assert result.lockstep_evaluations > result.n_function_evaluations.max()
 
 
 def logistic_data():
@@ -271,7 +314,8 @@ def test_member_index_out_of_range_is_a_clear_error(ridge):
         x_opt=np.zeros((3, D)), objective_value=np.zeros(3), n_iterations=np.zeros(3, int),
         n_function_evaluations=np.zeros(3, int), success=np.ones(3, bool),
         status=np.zeros(3, int), messages=[""] * 3, loss_history=[np.zeros(0)] * 3,
-        grad_norm_history=None, reg_lambda=lambdas, optimizer="LBFGS", _model=ridge,
+        grad_norm_history=None, evaluation_history=None, reg_lambda=lambdas,
+        optimizer="LBFGS", _model=ridge,
     )  # fmt: skip
     with pytest.raises(MiniMLError, match=r"member 3 does not exist.*0 to 2"):
         result.member(3)

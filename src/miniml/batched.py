@@ -78,6 +78,8 @@ class BatchedFitResult:
         loss_history: each member's objective per iteration (L-BFGS) or mean step loss
             per epoch (stochastic).
         grad_norm_history: each member's gradient 2-norm per iteration (L-BFGS only).
+        evaluation_history: each member's value-and-gradient evaluations so far after
+            each iteration, the first one at the start included (L-BFGS only).
         reg_lambda: ``(K,)`` the members' ``reg_lambda``.
         optimizer: the optimizer's label.
     """
@@ -91,6 +93,7 @@ class BatchedFitResult:
     messages: list[str]
     loss_history: list[np.ndarray]
     grad_norm_history: list[np.ndarray] | None
+    evaluation_history: list[np.ndarray] | None
     reg_lambda: np.ndarray
     optimizer: str
     _model: Any = field(repr=False, default=None)
@@ -104,6 +107,24 @@ class BatchedFitResult:
 
     def __len__(self) -> int:
         return self.n_members
+
+    @property
+    def lockstep_evaluations(self) -> int | None:
+        """Batched value-and-gradient evaluations of an L-BFGS batch (None otherwise).
+
+        The members advance in lockstep: one evaluation at the start, then in every
+        iteration two per round of the zoom line search (under `jax.vmap` both branches
+        of its interval-search / zoom step run) for as many rounds as the member that
+        needs the most, so ``1 + 2 * sum_i max_k steps_k(i)``. Compare with
+        ``n_function_evaluations``, what each member needs on its own.
+        """
+        if self.evaluation_history is None or not self.evaluation_history:
+            return None
+        longest = max(len(counts) for counts in self.evaluation_history)
+        steps = np.zeros((len(self.evaluation_history), longest), int)
+        for k, counts in enumerate(self.evaluation_history):
+            steps[k, : len(counts)] = np.diff(counts, prepend=1)
+        return 1 + 2 * int(steps.max(axis=0).sum())
 
     def _index(self, i: Any, where: str) -> int:
         if isinstance(i, bool) or not isinstance(i, int | np.integer):
@@ -129,10 +150,12 @@ class BatchedFitResult:
         k = self._index(i, "history")
         history = History()
         grads = None if self.grad_norm_history is None else self.grad_norm_history[k]
+        counts = None if self.evaluation_history is None else self.evaluation_history[k]
         for row, loss in enumerate(self.loss_history[k]):
             history.append({
                 "stage": self.optimizer, "iteration": row + 1, "loss": float(loss),
-                "grad": None if grads is None else float(grads[row]), "fg_evals": None,
+                "grad": None if grads is None else float(grads[row]),
+                "fg_evals": None if counts is None else int(counts[row]),
                 "hessp_evals": 0, "learning_rate": None, "time": None,
             })  # fmt: skip
         return history
@@ -350,6 +373,7 @@ def _lbfgs_result(runs: MemberRuns, lambdas: np.ndarray, opt: LBFGS) -> BatchedF
         status=np.array([o[1] for o in outcomes]), messages=messages,
         loss_history=[np.asarray(v) for v in runs.loss],
         grad_norm_history=[np.asarray(v) for v in runs.grad_norm],
+        evaluation_history=[np.asarray(v, int) for v in runs.evaluations],
         reg_lambda=np.asarray(lambdas), optimizer=opt.name,
     )  # fmt: skip
 
@@ -416,5 +440,6 @@ def _stochastic_result(
         n_function_evaluations=runs.n_evaluations, success=finite & ~missed,
         status=(~(finite & ~missed)).astype(int), messages=messages,
         loss_history=[np.asarray(v) for v in runs.loss], grad_norm_history=None,
+        evaluation_history=None,
         reg_lambda=np.asarray(lambdas), optimizer=opt.name,
     )  # fmt: skip
