@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +103,9 @@ def main(argv: list[str] | None = None) -> None:
             optax_loop(spec),
         ]
         if spec.kind == "ls_half_mean":
-            _, _, evaluations = runners[1].fit()  # compiled LBFGS: compiles, counts evaluations
+            with warnings.catch_warnings():  # stops at its iteration limit on purpose
+                warnings.simplefilter("ignore")
+                _, _, evaluations = runners[1].fit()  # compiled LBFGS: counts evaluations
             runners.append(bandwidth_floor(spec, int(evaluations or spec.maxiter)))
         measured = measure(problem, runners, args.warmup, args.rounds, args.pause, args.budget, log)
         if peer_python is not None:
