@@ -349,3 +349,49 @@ def test_a_parameter_free_model_predicts_without_bind():
     X = np.arange(16.0).reshape(1, 4, 4, 1)
     expected = X.reshape(1, 2, 2, 2, 2, 1).max(axis=(2, 4))
     np.testing.assert_array_equal(pool.predict(X), expected)
+
+
+class WithEmptyParam(MiniMLModel):
+    """A nested model with a zero-size parameter between two others."""
+
+    def __init__(self):
+        self.net = TwoLayer()
+        self.empty = MiniMLParam((0,))
+        self.shift = MiniMLParam((2,), reg_loss=LNormRegularization(2))
+        super().__init__()
+
+    def _predict_kernel(self, X, buffer):
+        return self.net._predict_kernel(X, buffer) + self.shift(buffer) + self.empty(buffer).sum()
+
+
+def test_split_parameter_views_give_the_same_values_and_gradients():
+    """Inside `split_parameter_views` parameters read pieces of one split of the buffer
+    (whose gradient is a concatenation instead of a sum of padded slices); values and
+    gradients are exactly those of plain slicing, and a kernel that computes a new
+    buffer falls back to slicing."""
+    from miniml.param import split_parameter_views
+
+    model = WithEmptyParam()
+    model.randomize(seed=1)
+    params = [p for _, p in model._layout]
+    scales = jnp.asarray(model._reg_scales())
+    X = jnp.asarray(np.random.default_rng(0).normal(size=(5, 3)))
+
+    def plain(buffer, rescale=False):
+        read = buffer * 1.0 if rescale else buffer
+        out = model._predict_kernel(X, read)
+        return jnp.sum(jnp.sin(out)) + model._regularization(read, scales)
+
+    def viewed(buffer, rescale=False):
+        with split_parameter_views(buffer, params):
+            return plain(buffer, rescale)
+
+    buffer = model.get_buffer()
+    for rescale in (False, True):
+        value, grad = jax.jit(jax.value_and_grad(plain), static_argnums=1)(buffer, rescale)
+        v_value, v_grad = jax.jit(jax.value_and_grad(viewed), static_argnums=1)(buffer, rescale)
+        assert value == v_value
+        np.testing.assert_array_equal(grad, v_grad)
+    assert "concatenate" in str(jax.make_jaxpr(jax.grad(viewed))(buffer))
+    assert "concatenate" not in str(jax.make_jaxpr(jax.grad(plain))(buffer))
+    assert "concatenate" not in str(jax.make_jaxpr(jax.grad(lambda b: viewed(b, True)))(buffer))

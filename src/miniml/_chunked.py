@@ -23,6 +23,7 @@ import numpy as np
 from jax import Array as JXArray
 
 from miniml.errors import MiniMLError
+from miniml.param import split_parameter_views
 
 if TYPE_CHECKING:
     from miniml.model import MiniMLModel
@@ -59,6 +60,7 @@ def chunked_functions(
 
     loss = model.loss_function
     assert loss is not None
+    params = [param for _, param in model._layout]
 
     def full_buffer(theta: JXArray, base: JXArray | None) -> JXArray:
         return theta if trainable is None else base.at[trainable].set(theta)  # type: ignore[union-attr]
@@ -66,9 +68,10 @@ def chunked_functions(
     def chunk_term(theta: JXArray, base: Any, chunk: Any, hyper: Hyper) -> JXArray:
         X, y, mask = chunk
         buffer = full_buffer(theta, base)
-        out = model._predict_kernel(
-            X, buffer, rng_key=hyper.rng_key, mode=PredictMode.TRAIN, **static_kwargs
-        )
+        with split_parameter_views(buffer, params):
+            out = model._predict_kernel(
+                X, buffer, rng_key=hyper.rng_key, mode=PredictMode.TRAIN, **static_kwargs
+            )
         y_pred, activity = split_kernel_output(out)
         if activity is not None:
             raise MiniMLError(
@@ -85,7 +88,8 @@ def chunked_functions(
 
     def penalty(theta: JXArray, base: Any, hyper: Hyper) -> JXArray:
         buffer = full_buffer(theta, base)
-        return hyper.reg_lambda * model._regularization(buffer, hyper.reg_scales)
+        with split_parameter_views(buffer, params):
+            return hyper.reg_lambda * model._regularization(buffer, hyper.reg_scales)
 
     def value(theta: JXArray, base: Any, data: Any, hyper: Hyper) -> JXArray:
         def body(total: JXArray, chunk: Any) -> tuple[JXArray, None]:

@@ -27,6 +27,7 @@ from jax import Array as JXArray
 
 from miniml._chunked import chunked_functions
 from miniml.loss import reduction_of
+from miniml.param import split_parameter_views
 
 if TYPE_CHECKING:
     from miniml.model import MiniMLModel
@@ -102,18 +103,20 @@ def _objective_function(
 
     loss = model.loss_function
     assert loss is not None  # fit_model checks this before building an objective
+    params = [param for _, param in model._layout]
 
     def value(theta: JXArray, base: JXArray | None, data: Any, hyper: Hyper) -> JXArray:
         buffer = theta if trainable is None else base.at[trainable].set(theta)  # type: ignore[union-attr]
         X, y = data
-        out = model._predict_kernel(
-            X, buffer, rng_key=hyper.rng_key, mode=PredictMode.TRAIN, **static_kwargs
-        )
+        with split_parameter_views(buffer, params):
+            out = model._predict_kernel(
+                X, buffer, rng_key=hyper.rng_key, mode=PredictMode.TRAIN, **static_kwargs
+            )
+            penalty = hyper.reg_lambda * model._regularization(buffer, hyper.reg_scales)
         y_pred, activity = split_kernel_output(out)
         data_term = loss(y, y_pred)
         if activity is not None:
             data_term = data_term + hyper.active_reg_lambda * activity
-        penalty = hyper.reg_lambda * model._regularization(buffer, hyper.reg_scales)
         total = hyper.data_scale * data_term + penalty
         return jnp.asarray(total, buffer.dtype).reshape(())
 
