@@ -46,9 +46,15 @@ def ridge():
     return model
 
 
-def test_thousand_ridge_fits_match_closed_forms(ridge):
+@pytest.fixture(scope="module")
+def thousand_ridge_fits(ridge):
+    """The 1000 ridge problems of acceptance item 1 and their batched fit."""
     X, y, lambdas = ridge_problems(0)
-    result = miniml.fit_batched(ridge, X, y, reg_lambda=lambdas, optimizer=TIGHT)
+    return X, y, lambdas, miniml.fit_batched(ridge, X, y, reg_lambda=lambdas, optimizer=TIGHT)
+
+
+def test_thousand_ridge_fits_match_closed_forms(ridge, thousand_ridge_fits):
+    X, y, lambdas, result = thousand_ridge_fits
     reference = ridge_closed_form(X, y, lambdas)
     assert result.x_opt.shape == (K, D)
     assert result.success.all(), result.messages[:3]
@@ -68,9 +74,8 @@ def test_thousand_ridge_fits_match_closed_forms(ridge):
     assert len(history) == result.n_iterations[7]
 
 
-def test_member_histories_count_evaluations_like_a_single_fit(ridge):
-    X, y, lambdas = ridge_problems(0, n_members=K)
-    result = miniml.fit_batched(ridge, X, y, reg_lambda=lambdas, optimizer=TIGHT)
+def test_member_histories_count_evaluations_like_a_single_fit(ridge, thousand_ridge_fits):
+    X, y, lambdas, result = thousand_ridge_fits
     for k in (0, 7):
         counts = [record["fg_evals"] for record in result.history(k)]
         assert counts == result.evaluation_history[k].tolist()

@@ -60,7 +60,6 @@ def chunked_functions(
 
     loss = model.loss_function
     assert loss is not None
-    params = [param for _, param in model._layout]
 
     def full_buffer(theta: JXArray, base: JXArray | None) -> JXArray:
         return theta if trainable is None else base.at[trainable].set(theta)  # type: ignore[union-attr]
@@ -68,7 +67,7 @@ def chunked_functions(
     def chunk_term(theta: JXArray, base: Any, chunk: Any, hyper: Hyper) -> JXArray:
         X, y, mask = chunk
         buffer = full_buffer(theta, base)
-        with split_parameter_views(buffer, params):
+        with split_parameter_views(buffer, model):
             out = model._predict_kernel(
                 X, buffer, rng_key=hyper.rng_key, mode=PredictMode.TRAIN, **static_kwargs
             )
@@ -88,7 +87,7 @@ def chunked_functions(
 
     def penalty(theta: JXArray, base: Any, hyper: Hyper) -> JXArray:
         buffer = full_buffer(theta, base)
-        with split_parameter_views(buffer, params):
+        with split_parameter_views(buffer, model):
             return hyper.reg_lambda * model._regularization(buffer, hyper.reg_scales)
 
     def value(theta: JXArray, base: Any, data: Any, hyper: Hyper) -> JXArray:

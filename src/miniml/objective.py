@@ -103,12 +103,11 @@ def _objective_function(
 
     loss = model.loss_function
     assert loss is not None  # fit_model checks this before building an objective
-    params = [param for _, param in model._layout]
 
     def value(theta: JXArray, base: JXArray | None, data: Any, hyper: Hyper) -> JXArray:
         buffer = theta if trainable is None else base.at[trainable].set(theta)  # type: ignore[union-attr]
         X, y = data
-        with split_parameter_views(buffer, params):
+        with split_parameter_views(buffer, model):
             out = model._predict_kernel(
                 X, buffer, rng_key=hyper.rng_key, mode=PredictMode.TRAIN, **static_kwargs
             )

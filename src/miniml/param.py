@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import math
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import jax
@@ -266,18 +266,19 @@ _SPLIT_VIEWS: contextvars.ContextVar[tuple[Any, dict[tuple[int, int], Any]] | No
 
 
 @contextlib.contextmanager
-def split_parameter_views(buffer: JXArray, params: Sequence[MiniMLParam]) -> Iterator[None]:
-    """Inside the block, parameters read from ``buffer`` take pieces of one `jnp.split`.
+def split_parameter_views(buffer: JXArray, model: MiniMLModel) -> Iterator[None]:
+    """Inside the block, ``model``'s parameters read from ``buffer`` take pieces of one
+    `jnp.split` of it.
 
     Autodiff transposes one slice per parameter into a padded full-size gradient, and
     XLA's CPU backend sums those pads in a slow fused kernel (about 10 % of a small
     MLP's training step); the transpose of one split is a plain concatenation. Values
     are identical. Only reads of this very ``buffer`` object are served from the split
-    (a kernel that computes a new buffer falls back to slicing). ``params`` must tile
-    the buffer in order of offset, as a root model's layout does.
+    (a kernel that computes a new buffer falls back to slicing). ``model`` is the root
+    model, whose layout tiles the buffer in order of offset.
     """
-    points = [p.offset for p in params][1:]
-    pieces = jnp.split(buffer, points) if params else []
+    params = [param for _, param in model._layout]
+    pieces = jnp.split(buffer, [p.offset for p in params][1:]) if params else []
     table = {(p.offset, p.size): piece for p, piece in zip(params, pieces, strict=True)}
     token = _SPLIT_VIEWS.set((buffer, table))
     try:
