@@ -229,6 +229,9 @@ def test_multi_start_returns_the_best_member_and_every_final_loss():
         objective = ((numpy_pred - y) ** 2).sum() + lam * ((W1**2).sum() + (W2**2).sum())
         assert losses[i] == pytest.approx(objective, rel=1e-10)
     np.testing.assert_array_equal(model.get_buffer(), out.fits.x_opt[out.best_index])
+    for fitted in (out.fits, model):  # both remember what they were fitted on
+        with pytest.raises(MiniMLError, match=r"fitted on X like float64\[n, 1\]"):
+            fitted.predict(np.ones((3, 2)))
     starts = random_starts(model, [3, 8])
     for row, seed in zip(starts, [3, 8], strict=True):
         fresh = TinyMLP(1, 4, 1)

@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from miniml import ConvergenceWarning, MiniMLError
+from miniml import ConvergenceWarning, MiniMLError, MiniMLModel, MiniMLParam
+from miniml.loss import LNormRegularization, squared_error_loss
 from miniml.objective import Hyper, objective_for
 from miniml.optim import METHODS, ScipyOptimizer
 from tests.models import LinearModel, Rosenbrock, TinyMLP
@@ -178,3 +179,57 @@ def test_hessian_vector_product_and_hessian_match_finite_differences():
     hessian = objective.hessian(theta, *args)
     np.testing.assert_allclose(hessian @ vector, objective.hvp(theta, vector, *args), rtol=1e-10)
     np.testing.assert_allclose(hessian, hessian.T, atol=1e-12)
+
+
+class _Linear32(LinearModel):
+    """LinearModel in float32, to check the packed evaluation keeps a model's precision."""
+
+    def __init__(self):
+        self.W = MiniMLParam((3, 2), dtype=np.float32, reg_loss=LNormRegularization(2))
+        self.b = MiniMLParam((2,), dtype=np.float32)
+        self.has_bias = True
+        MiniMLModel.__init__(self, loss=squared_error_loss)
+
+
+@pytest.mark.parametrize("make_model", [lambda: TinyMLP(3, 4, 2), _Linear32], ids=["f64", "f32"])
+def test_scipy_gets_exactly_the_fused_value_and_gradient(make_model, monkeypatch):
+    # SciPy's value and gradient arrive in one device-to-host copy; they must be bit for
+    # bit the objective's own value_and_grad at the point SciPy asked for.
+    import scipy.optimize
+
+    rng = np.random.default_rng(5)
+    X, y = rng.normal(size=(12, 3)), rng.normal(size=(12, 2))
+    model = make_model()
+    model.randomize(seed=1)
+    seen = []
+    real = scipy.optimize.minimize
+
+    def spy(fun, x0, **kwargs):
+        def recording(x):
+            value, grad = fun(x)
+            seen.append((np.array(x), value, np.array(grad)))
+            return value, grad
+
+        return real(recording, x0, **kwargs)
+
+    monkeypatch.setattr(scipy.optimize, "minimize", spy)
+    with pytest.warns(ConvergenceWarning):  # stopped after a few iterations on purpose
+        model.fit(X, y, reg_lambda=0.3, optimizer=ScipyOptimizer("L-BFGS-B", {"maxiter": 4}))
+    objective = objective_for(model, frozenset(), ())
+    dtype = model.dtype
+    hyper = Hyper(
+        reg_lambda=jnp.asarray(0.3, dtype),
+        active_reg_lambda=jnp.asarray(1.0, dtype),
+        reg_scales=jnp.asarray(model._reg_scales()),
+        rng_key=jax.random.key(0),
+        data_scale=jnp.asarray(1.0, dtype),
+    )
+    data = (jnp.asarray(X, dtype), jnp.asarray(y, dtype))
+    assert len(seen) >= 4
+    for x, value, grad in seen:
+        expected_value, expected_grad = objective.value_and_grad(
+            jnp.asarray(x, dtype), None, data, hyper
+        )
+        assert isinstance(value, float) and value == float(expected_value)
+        assert grad.dtype == np.float64
+        np.testing.assert_array_equal(grad, np.asarray(expected_grad, np.float64))

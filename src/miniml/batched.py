@@ -44,7 +44,7 @@ from miniml._batched_inputs import (
     starts_of,
 )
 from miniml._batched_run import HYPER_AXES, MemberRuns, run_lbfgs, run_stochastic
-from miniml.data import as_data, describe, signature_of
+from miniml.data import as_data, describe, describe_signature, signature_of
 from miniml.errors import ConvergenceWarning, MiniMLError, NonFiniteWarning
 from miniml.history import History
 from miniml.loss import reduction_of
@@ -165,9 +165,10 @@ class BatchedFitResult:
         model = self._model
         where = "BatchedFitResult.predict"
         data, _ = as_data(X, "X", where, model.dtype)
-        if self._signature is not None and signature_of(data) != self._signature[0]:
+        if self._signature is not None and signature_of(data) != self._signature:
             raise MiniMLError(
-                f"{where}: the members were fitted on X like {self._signature[1]} (shapes "
+                f"{where}: the members were fitted on X like "
+                f"{describe_signature(self._signature)} (shapes "
                 f"after the sample axis must match), but got X like {describe(data)}."
             )
         key = ("batched_predict", self._static)
@@ -300,7 +301,7 @@ def fit_batched(
                                n_samples, rates, epochs, batch_size, shuffle, model)  # fmt: skip
         result = _stochastic_result(runs, objective, data, data_axes, mode, hyper, lambdas, opt)
     result._model, result._static = model, static
-    result._signature = (signature_of(first[0]), describe(first[0]))
+    result._signature = signature_of(first[0])
     return result
 
 

@@ -16,7 +16,14 @@ import numpy as np
 
 from miniml.errors import MiniMLError
 
-__all__ = ["as_data", "check_same_samples", "describe", "signature_of", "to_device"]
+__all__ = [
+    "as_data",
+    "check_same_samples",
+    "describe",
+    "describe_signature",
+    "signature_of",
+    "to_device",
+]
 
 
 def _leaf_to_array(leaf: Any, label: str, where: str) -> np.ndarray | jax.Array:
@@ -135,20 +142,29 @@ def to_device(array: Any) -> Any:
 
 def check_same_samples(tree: Any, label: str, where: str) -> int:
     """The common first-axis length of all leaves, or a clear error."""
-    leaves_with_paths = jax.tree_util.tree_flatten_with_path(tree)[0]
-    sizes = {jax.tree_util.keystr(path): leaf.shape[0] for path, leaf in leaves_with_paths}
-    if len(set(sizes.values())) > 1:
-        listing = ", ".join(f"{label}{k}: {v}" for k, v in sizes.items())
+    sizes = {leaf.shape[0] for leaf in jax.tree.leaves(tree)}
+    if len(sizes) > 1:
+        listing = ", ".join(
+            f"{label}{jax.tree_util.keystr(path)}: {leaf.shape[0]}"
+            for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]
+        )
         raise MiniMLError(
             f"{where}: the arrays of {label} must share their first (sample) axis, got {listing}."
         )
-    return next(iter(sizes.values()))
+    return sizes.pop()
 
 
 def signature_of(tree: Any) -> Any:
     """Structure plus per-sample shapes and dtypes: what compiled code depends on."""
     leaves, treedef = jax.tree.flatten(tree)
-    return treedef, tuple((tuple(x.shape[1:]), str(x.dtype)) for x in leaves)
+    return treedef, tuple((tuple(x.shape[1:]), np.dtype(x.dtype)) for x in leaves)
+
+
+def describe_signature(signature: Any) -> str:
+    """Readable form of a `signature_of`, ``n`` standing for the number of samples."""
+    treedef, leaves = signature
+    shapes = [f"{dtype}{['n', *shape]}".replace("'n'", "n") for shape, dtype in leaves]
+    return str(jax.tree.unflatten(treedef, shapes))
 
 
 def describe(tree: Any) -> str:

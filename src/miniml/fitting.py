@@ -60,6 +60,27 @@ def _check_strength(value: Any, name: str, where: str) -> float:
     return number
 
 
+@functools.lru_cache(maxsize=64)
+def _device_hyper(
+    reg: float, active_reg: float, reg_scales: tuple[float, ...], seed: int, dtype: np.dtype
+) -> Hyper:
+    """A fit's `Hyper` values on the device, made once per set of values.
+
+    As numpy values every compiled call would copy them to the device again (~10 µs
+    per evaluation); jax arrays are immutable, so fits with equal values share them.
+    """
+    host: Any = np.asarray  # Hyper's fields are typed as what compiled code sees
+    return jax.device_put(
+        Hyper(
+            reg_lambda=host(reg, dtype),
+            active_reg_lambda=host(active_reg, dtype),
+            reg_scales=host(reg_scales, dtype),
+            rng_key=_random_key(seed),
+            data_scale=host(1.0, dtype),
+        )
+    )
+
+
 def _frozen_names(model: MiniMLModel, returned: Any, where: str) -> frozenset[str]:
     if returned is None:
         return frozenset()
@@ -104,7 +125,7 @@ def _check_prediction_shape(
 
     X = data
     leaves, treedef = jax.tree.flatten(X)
-    key = ("prediction_shape", treedef, tuple((x.shape, str(x.dtype)) for x in leaves), static)
+    key = ("prediction_shape", treedef, tuple((x.shape, x.dtype) for x in leaves), static)
     pred = model._compiled.get(key)
     if pred is None:
 
@@ -356,16 +377,7 @@ def fit_model(
     validator = None
     if validation_data is not None:
         validator = _validator(model, validation_data, metric_functions, static, where)
-    # numpy values: compiled calls take them through their C++ fast path in about a
-    # microsecond each, where jnp.asarray or jax.device_put cost ~50-100 µs apiece.
-    host: Any = np.asarray  # Hyper's fields are typed as what compiled code sees
-    hyper = Hyper(
-        reg_lambda=host(reg, dtype),
-        active_reg_lambda=host(active_reg, dtype),
-        reg_scales=host(model._reg_scales()),
-        rng_key=_random_key(int(seed)),
-        data_scale=host(1.0, dtype),
-    )
+    hyper = _device_hyper(reg, active_reg, tuple(model._reg_scales().tolist()), int(seed), dtype)
     if vars(model).get("_miniml_zero_start", False):
         _warn_if_zero_start_is_stuck(model, frozen, static, (X_data, y_data), hyper, where)
     reduction = getattr(model.loss_function, "reduction", None)
@@ -564,7 +576,7 @@ def _result(
     if state.restore_buffer is not None:
         model.set_buffer(state.restore_buffer)
     X_data = run.data[0]
-    model._miniml_input_signature = (signature_of(X_data), describe(X_data))
+    model._miniml_input_signature = signature_of(X_data)
     last = results[-1][1] if results else None
     if last is None or interrupted or state.restore_buffer is not None:
         objective_value = run.objective_at(model.get_buffer(copy=False))

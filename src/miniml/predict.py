@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import jax
 import numpy as np
 
-from miniml.data import as_data, describe, signature_of
+from miniml.data import as_data, describe, describe_signature, signature_of
 from miniml.errors import MiniMLError
 
 if TYPE_CHECKING:
@@ -62,10 +62,10 @@ def predict_model(model: MiniMLModel, X: Any, kwargs: dict[str, Any]) -> Any:
     model._require_bound("predict")
     data, _ = as_data(X, "X", where, model.dtype)
     expected = vars(model).get("_miniml_input_signature")
-    if expected is not None and signature_of(data) != expected[0]:
+    if expected is not None and signature_of(data) != expected:
         raise MiniMLError(
-            f"{where}: the model was fitted on X like {expected[1]} (shapes after the "
-            f"sample axis must match), but got X like {describe(data)}."
+            f"{where}: the model was fitted on X like {describe_signature(expected)} (shapes "
+            f"after the sample axis must match), but got X like {describe(data)}."
         )
     dynamic, static = split_kwargs(kwargs, where)
     fn = compiled_predict(model, static)

@@ -32,6 +32,7 @@ saw, but the device may already have computed the rest of that segment.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from typing import Any, NamedTuple
@@ -181,13 +182,10 @@ class LBFGS(MiniMLOptimizer):
 
     def settings(self, dtype: Any) -> _Settings:
         """The stopping rules as traced arguments of the compiled loop (no recompiles)."""
-        return _Settings(
-            maxiter=np.int32(self.maxiter),
-            maxfun=np.int32(self.maxfun),
-            gtol=np.asarray(self.gtol, dtype),
-            ftol=np.asarray(self.ftol, dtype),
-            max_linesearch_steps=np.int32(self.max_linesearch_steps),
-        )
+        return _device_settings(
+            self.maxiter, self.maxfun, self.gtol, self.ftol, self.max_linesearch_steps,
+            np.dtype(dtype),
+        )  # fmt: skip
 
     def minimize(self, problem: Problem) -> OptimizerResult:
         for option in ("epochs", "batch_size"):
@@ -234,6 +232,22 @@ class LBFGS(MiniMLOptimizer):
     @property
     def name(self) -> str:
         return "LBFGS"
+
+
+@functools.lru_cache(maxsize=64)
+def _device_settings(
+    maxiter: int, maxfun: int, gtol: float, ftol: float, max_linesearch_steps: int, dtype: Any
+) -> _Settings:
+    # On the device once per set of values: as numpy scalars each segment call copies them.
+    return jax.device_put(
+        _Settings(
+            maxiter=np.int32(maxiter),
+            maxfun=np.int32(maxfun),
+            gtol=np.asarray(gtol, dtype),
+            ftol=np.asarray(ftol, dtype),
+            max_linesearch_steps=np.int32(max_linesearch_steps),
+        )
+    )
 
 
 def _positive_int(value: Any, name: str) -> int:

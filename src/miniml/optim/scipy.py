@@ -195,7 +195,7 @@ class _AcceptedIterates:
             x = np.asarray(intermediate_result, np.float64)
             fun = self.problem.value_at(x)
         self.count += 1
-        if not (np.all(np.isfinite(x)) and math.isfinite(fun)):
+        if not (math.isfinite(fun) and np.isfinite(x).all()):
             return
         self.x, self.fun = x.copy(), fun
         stop = self.problem.report_iteration(
@@ -210,7 +210,7 @@ class _AcceptedIterates:
         x = np.asarray(res.x, np.float64)
         fun = float(res.fun) if np.ndim(res.fun) == 0 else float(np.asarray(res.fun).item())
         success, message = bool(res.success), str(res.message)
-        if not (np.all(np.isfinite(x)) and math.isfinite(fun)):
+        if not (math.isfinite(fun) and np.isfinite(x).all()):
             x = self.x
             fun = self.fun if self.fun is not None else problem.fun(x)
             success = False
