@@ -84,3 +84,25 @@ def test_cold_start_case_reports_figures():
     assert done.returncode == 0, done.stderr[-2000:]
     figures = json.loads(done.stdout)
     assert set(figures) == {"import_s", "first_fit_s", "second_fit_s"}
+
+
+def test_dispatch_comparison_runs_both_settings():
+    done = _run(
+        *[
+            "-m",
+            "bench.dispatch",
+            "--tiny",
+            "--pairs",
+            "1",
+            "--rounds",
+            "1",
+            "--pause",
+            "0",
+            "--problems",
+            "P2",
+        ]
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line.split() for line in done.stdout.splitlines() if line.startswith("P2 ")]
+    assert [row[1] for row in rows] == ["MiniML", "MiniML", "scipy"]
+    assert all(row[-1].endswith("x") and float(row[-1][:-1]) > 0 for row in rows)

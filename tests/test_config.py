@@ -1,4 +1,5 @@
-"""Process-wide settings: 64-bit mode and the opt-in persistent compilation cache."""
+"""Process-wide settings: 64-bit mode, the opt-in persistent compilation cache and
+synchronous CPU dispatch."""
 
 import os
 import subprocess
@@ -59,3 +60,22 @@ def test_cache_is_off_by_default(tmp_path):
 def test_x64_can_be_disabled():
     out = _run({"MINIML_DISABLE_X64": "1"})
     assert out.endswith("float32")
+
+
+def _async_dispatch(env_extra):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MINIML_")}
+    env.update(env_extra)
+    script = (
+        "import jax, miniml, numpy as np\n"
+        "assert float(jax.numpy.sum(jax.numpy.ones(3))) == 3.0\n"
+        "print(jax.config.read('jax_cpu_enable_async_dispatch'))"
+    )
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, check=True, cwd=ROOT, timeout=120)  # fmt: skip
+    return done.stdout.strip()
+
+
+def test_synchronous_cpu_dispatch_is_opt_in():
+    assert _async_dispatch({}) == "True"  # JAX's default is left alone
+    assert _async_dispatch({"MINIML_CPU_SYNC_DISPATCH": "1"}) == "False"
+    assert _async_dispatch({"MINIML_CPU_SYNC_DISPATCH": "0"}) == "True"
