@@ -260,6 +260,13 @@ def test_batched_adam_matches_a_loop_of_single_fits():
         assert batch.objective_value[k] == pytest.approx(res.loss, rel=1e-10)
         losses = [record["loss"] for record in res.history]
         np.testing.assert_allclose(batch.loss_history[k], losses, rtol=1e-10)
+        member_history = batch.history(k)
+        for column in ("fg_evals", "learning_rate", "grad"):
+            expected = res.history.column(column)
+            assert None not in expected
+            np.testing.assert_allclose(member_history.column(column), expected, rtol=1e-10)
+        assert member_history.column("fg_evals")[-1] == batch.n_function_evaluations[k] == 21
+    assert batch.lockstep_evaluations is None  # no line search in lockstep
 
 
 class WithPreFit(MiniMLModel):

@@ -158,6 +158,8 @@ def run_stochastic(
                       zeros.astype(int))  # fmt: skip
     runs.loss = [[] for _ in range(n_members)]
     runs.learning_rate = [[] for _ in range(n_members)]
+    runs.grad_norm = [[] for _ in range(n_members)]
+    runs.evaluations = [[] for _ in range(n_members)]
     n_used = plan.n_batches * plan.batch_size
     for start in range(0, epochs, length):
         offset = np.int32(start * n_used % plan.n_samples)
@@ -181,10 +183,13 @@ def run_stochastic(
                 n_accepted = int(stats.accepted.sum())
                 runs.n_evaluations[k] += n_accepted + stats.n_rejected
                 runs.status[k] |= int(stats.n_rejected > 0 or stats.undone)
-                if n_accepted:
+                if n_accepted:  # an epoch's record, as a single fit's history has it
                     runs.loss[k].append(stats.mean_loss)
                     runs.learning_rate[k].append(np.nan if stats.learning_rate is None
                                                  else stats.learning_rate)  # fmt: skip
+                    runs.grad_norm[k].append(np.nan if stats.grad_norm is None
+                                             else stats.grad_norm)  # fmt: skip
+                    runs.evaluations[k].append(int(runs.n_evaluations[k]))
         step, done = jax.device_get((carry.step, carry.done))
         if np.all(done | (step >= limit)):
             break

@@ -77,9 +77,13 @@ class BatchedFitResult:
         messages: each member's stop message.
         loss_history: each member's objective per iteration (L-BFGS) or mean step loss
             per epoch (stochastic).
-        grad_norm_history: each member's gradient 2-norm per iteration (L-BFGS only).
+        grad_norm_history: each member's gradient 2-norm per iteration (L-BFGS), or of
+            the mean accepted batch gradient per epoch (stochastic; NaN where the
+            optimizer reports none).
         evaluation_history: each member's value-and-gradient evaluations so far after
-            each iteration, the first one at the start included (L-BFGS only).
+            each iteration (L-BFGS: the one at the start included) or epoch.
+        learning_rate_history: each member's learning rate per epoch (stochastic
+            optimizers that report one; None for L-BFGS).
         reg_lambda: ``(K,)`` the members' ``reg_lambda``.
         optimizer: the optimizer's label.
     """
@@ -96,6 +100,7 @@ class BatchedFitResult:
     evaluation_history: list[np.ndarray] | None
     reg_lambda: np.ndarray
     optimizer: str
+    learning_rate_history: list[np.ndarray] | None = None
     _model: Any = field(repr=False, default=None)
     _signature: Any = field(repr=False, default=None)
     _static: tuple = field(repr=False, default=())
@@ -118,7 +123,8 @@ class BatchedFitResult:
         needs the most, so ``1 + 2 * sum_i max_k steps_k(i)``. Compare with
         ``n_function_evaluations``, what each member needs on its own.
         """
-        if self.evaluation_history is None or not self.evaluation_history:
+        stochastic = self.learning_rate_history is not None  # only their results have it
+        if stochastic or not self.evaluation_history:
             return None
         longest = max(len(counts) for counts in self.evaluation_history)
         steps = np.zeros((len(self.evaluation_history), longest), int)
@@ -151,12 +157,17 @@ class BatchedFitResult:
         history = History()
         grads = None if self.grad_norm_history is None else self.grad_norm_history[k]
         counts = None if self.evaluation_history is None else self.evaluation_history[k]
+        rates = None if self.learning_rate_history is None else self.learning_rate_history[k]
+
+        def number(values: Any, row: int) -> float | None:
+            return None if values is None or np.isnan(values[row]) else float(values[row])
+
         for row, loss in enumerate(self.loss_history[k]):
             history.append({
                 "stage": self.optimizer, "iteration": row + 1, "loss": float(loss),
-                "grad": None if grads is None else float(grads[row]),
+                "grad": number(grads, row),
                 "fg_evals": None if counts is None else int(counts[row]),
-                "hessp_evals": 0, "learning_rate": None, "time": None,
+                "hessp_evals": 0, "learning_rate": number(rates, row), "time": None,
             })  # fmt: skip
         return history
 
@@ -440,7 +451,9 @@ def _stochastic_result(
         x_opt=runs.x, objective_value=exact, n_iterations=runs.n_iterations,
         n_function_evaluations=runs.n_evaluations, success=finite & ~missed,
         status=(~(finite & ~missed)).astype(int), messages=messages,
-        loss_history=[np.asarray(v) for v in runs.loss], grad_norm_history=None,
-        evaluation_history=None,
+        loss_history=[np.asarray(v) for v in runs.loss],
+        grad_norm_history=[np.asarray(v, float) for v in runs.grad_norm],
+        evaluation_history=[np.asarray(v, int) for v in runs.evaluations],
+        learning_rate_history=[np.asarray(v, float) for v in runs.learning_rate],
         reg_lambda=np.asarray(lambdas), optimizer=opt.name,
     )  # fmt: skip

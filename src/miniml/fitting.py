@@ -537,7 +537,10 @@ class _StageRunner:
         base = None if trainable is None else buffer
 
         def to_buffer(x: Any) -> Any:
-            theta = to_device(np.asarray(x, dtype))
+            if isinstance(x, jax.Array) and x.dtype == dtype and not x.committed:
+                theta = x  # a compiled optimizer's result, already on the device
+            else:
+                theta = to_device(np.asarray(x, dtype))
             return theta if trainable is None else buffer.at[trainable].set(theta)
 
         problem = Problem(objective, x0, base, self.data_for(chunk), self.hyper, layout,
@@ -555,7 +558,7 @@ class _StageRunner:
                 "parameters; they were not written into the model. A MiniMLOptimizer must "
                 "return a finite point."
             )
-        model.set_buffer(to_buffer(theta))
+        model.set_buffer(to_buffer(outcome.x))
         return outcome
 
     def objective_at(self, buffer: Any) -> float:

@@ -205,9 +205,13 @@ class Problem:
 
 @dataclass
 class OptimizerResult:
-    """What `MiniMLOptimizer.minimize` returns, in the problem's vector space."""
+    """What `MiniMLOptimizer.minimize` returns, in the problem's vector space.
 
-    x: np.ndarray
+    ``x`` is a numpy array, or a jax array when the optimizer's result is already on
+    the device (the compiled `LBFGS`).
+    """
+
+    x: Any
     fun: float
     success: bool
     message: str

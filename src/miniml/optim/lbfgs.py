@@ -227,7 +227,7 @@ class LBFGS(MiniMLOptimizer):
                 )
             reported += int(report.history.n_rows)
             if int(report.status) != _RUNNING:
-                return _finish(problem, report)
+                return _finish(problem, report, carry.x)
 
     @property
     def name(self) -> str:
@@ -293,7 +293,9 @@ def _replay(problem: Problem, history: _History, first: int) -> tuple[Any, float
     return None
 
 
-def _finish(problem: Problem, report: _Report) -> OptimizerResult:
+def _finish(problem: Problem, report: _Report, x: JXArray) -> OptimizerResult:
+    """The result of a finished loop; ``x`` is the final iterate still on the device
+    (equal to ``report.x``), so that writing it into the model copies nothing."""
     status = int(report.status)
     success, code, message = _OUTCOMES[status]
     fun = float(report.value)
@@ -311,7 +313,7 @@ def _finish(problem: Problem, report: _Report) -> OptimizerResult:
     elif not success:
         warnings.warn(f"LBFGS did not converge: {message}", ConvergenceWarning, stacklevel=4)
     return OptimizerResult(
-        x=np.array(report.x),
+        x=x,
         fun=fun,
         success=success,
         message=message,
