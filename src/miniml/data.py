@@ -163,7 +163,7 @@ def signature_of(tree: Any) -> Any:
 def describe_signature(signature: Any) -> str:
     """Readable form of a `signature_of`, ``n`` standing for the number of samples."""
     treedef, leaves = signature
-    shapes = [f"{dtype}{['n', *shape]}".replace("'n'", "n") for shape, dtype in leaves]
+    shapes = [f"{dtype}[{', '.join(['n', *map(str, shape)])}]" for shape, dtype in leaves]
     return str(jax.tree.unflatten(treedef, shapes))
 
 
