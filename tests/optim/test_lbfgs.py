@@ -198,6 +198,7 @@ def test_history_replay_across_segments(mlp):
     assert all(b > a for a, b in itertools.pairwise(fg))
     assert fg[-1] == result.n_function_evaluations
     assert history.column("loss")[-1] == result.loss
+
     np.testing.assert_array_equal(buffers[-1], np.asarray(mlp.get_buffer()))
     for buffer, loss, grad in zip(
         buffers, history.column("loss"), history.column("grad"), strict=True
@@ -207,6 +208,25 @@ def test_history_replay_across_segments(mlp):
         penalty = 0.1 * float(mlp.regularization_loss())
         assert loss == pytest.approx(np.sum((y - prediction) ** 2) + penalty, rel=1e-10)
         assert grad is not None and grad > 0
+
+
+def test_segments_continue_exactly_where_the_previous_one_stopped(mlp):
+    # Between segments the solver state (iterate, memory, counters) leaves the compiled
+    # loop packed into one vector per dtype and comes back; the run must not notice.
+    X, y = _mlp_data(6)
+    runs = []
+    for segment_length in (None, 2, 7):
+        mlp.randomize(seed=4)
+        optimizer = LBFGS(gtol=1e-8, ftol=0.0, segment_length=segment_length)
+        result = mlp.fit(X, y, reg_lambda=0.05, optimizer=optimizer)
+        runs.append((np.asarray(mlp.get_buffer()), result))
+    (reference, first), *others = runs
+    assert first.success and first.n_iterations > 14
+    for buffer, result in others:
+        np.testing.assert_array_equal(buffer, reference)
+        assert result.n_iterations == first.n_iterations
+        assert result.n_function_evaluations == first.n_function_evaluations
+        assert result.history.column("loss") == first.history.column("loss")
 
 
 def test_callback_stops_at_the_iteration_it_saw(mlp):
