@@ -10,7 +10,7 @@ JAX dispatches CPU computations asynchronously, to a worker thread; SciPy's solv
 call the objective from Python and wait for every value, so each evaluation pays the
 hand-off. With ``MINIML_CPU_SYNC_DISPATCH=1`` set before the first JAX computation,
 `miniml` turns asynchronous CPU dispatch off (JAX's ``jax_cpu_enable_async_dispatch``):
-small SciPy-path fits took 12-16 % less time here, compiled loops 1-10 % more
+small SciPy-path fits took 3-16 % less time here, compiled loops 1-10 % more
 (``python -m bench.dispatch``, docs/performance.md), so it is opt-in. Results are
 identical either way.
 """
