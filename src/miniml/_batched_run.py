@@ -37,9 +37,6 @@ HYPER_AXES: Any = Hyper(*(0 if name in ("reg_lambda", "rng_key") else None
                          for name in Hyper._fields))  # type: ignore[arg-type]  # fmt: skip
 """Per-member hyper-parameters: ``reg_lambda`` and the random key."""
 
-_HISTORY_BUDGET = 2**22
-"""Scalars of iterate history per segment over all members (see `LBFGS`)."""
-
 
 @dataclass
 class MemberRuns:
@@ -50,10 +47,11 @@ class MemberRuns:
     n_iterations: np.ndarray  # (K,) iterations (L-BFGS) or accepted steps (stochastic)
     n_evaluations: np.ndarray  # (K,) value-and-gradient evaluations
     status: np.ndarray  # (K,) L-BFGS status codes; stochastic: 0 ok, 1 rejected steps
-    loss: list[list[float]] = field(default_factory=list)  # per iteration or epoch
-    grad_norm: list[list[float]] = field(default_factory=list)
-    evaluations: list[list[int]] = field(default_factory=list)
-    learning_rate: list[list[float]] = field(default_factory=list)
+    # Per member, per iteration or epoch: lists (stochastic) or numpy arrays (L-BFGS).
+    loss: list[Any] = field(default_factory=list)
+    grad_norm: list[Any] = field(default_factory=list)
+    evaluations: list[Any] = field(default_factory=list)
+    learning_rate: list[Any] = field(default_factory=list)
     converged: np.ndarray | None = None  # (K,) stochastic: the tolerance was reached
 
 
@@ -69,15 +67,13 @@ def run_lbfgs(
     mode: str, hyper: Hyper,
 ) -> MemberRuns:  # fmt: skip
     """Run ``jax.vmap`` of the compiled L-BFGS loop over the K rows of ``x0``."""
-    n_members, size = x0.shape
     dtype = x0.dtype
-    length = optimizer.segment_length or min(
-        128, max(1, _HISTORY_BUDGET // max(n_members * size, 1))
-    )
+    # The batched history keeps no iterates (`loop_functions`), so segments can be long.
+    length = optimizer.segment_length or 128
     args_axes = (None, data_axes, HYPER_AXES)
 
     def build() -> tuple[Any, Any]:
-        segment, initial = loop_functions(objective, optimizer.memory_size, length)
+        segment, initial = loop_functions(objective, optimizer.memory_size, length, batched=True)
         batched = jax.vmap(segment, in_axes=(0, 0, None, args_axes, None))
         return jax.jit(batched, donate_argnums=0), jax.vmap(initial, (0, args_axes, None))
 
@@ -94,31 +90,43 @@ def run_lbfgs(
     signature = tuple((np.shape(a), str(a.dtype)) for a in leaves)
     shapes = _cached(objective, ("miniml.batched.carry", key, treedef, signature), carry_shapes)
     carry = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)
-    runs = MemberRuns(x0, np.zeros(n_members), np.zeros(n_members, int),
-                      np.zeros(n_members, int), np.zeros(n_members, int))  # fmt: skip
-    runs.loss = [[] for _ in range(n_members)]
-    runs.grad_norm = [[] for _ in range(n_members)]
-    runs.evaluations = [[] for _ in range(n_members)]
+    histories = []
     fresh = True
     while True:
         carry, report = segment(carry, x0, np.bool_(fresh), args, settings)
         fresh = False
-        # The iterate history (K, length, size) stays on the device: not needed here.
-        report = jax.device_get(report._replace(history=report.history._replace(x=None)))
-        history = report.history
-        for k in range(n_members):
-            rows = int(history.n_rows[k])
-            runs.loss[k].extend(history.value[k, :rows].tolist())
-            runs.grad_norm[k].extend(history.grad_norm[k, :rows].tolist())
-            runs.evaluations[k].extend(history.n_evaluations[k, :rows].tolist())
+        report = jax.device_get(report)
+        histories.append(report.history)
         if not np.any(report.status == _RUNNING):
             break
-    runs.x = np.asarray(report.x)
-    runs.value = np.asarray(report.value)
-    runs.n_iterations = np.asarray(report.n_iterations, int)
-    runs.n_evaluations = np.asarray(report.n_evaluations, int)
-    runs.status = np.asarray(report.status, int)
-    return runs
+    loss, grad_norm, evaluations = _member_rows(histories)
+    return MemberRuns(
+        x=np.asarray(report.x),
+        value=np.asarray(report.value),
+        n_iterations=np.asarray(report.n_iterations, int),
+        n_evaluations=np.asarray(report.n_evaluations, int),
+        status=np.asarray(report.status, int),
+        loss=loss,
+        grad_norm=grad_norm,
+        evaluations=evaluations,
+    )
+
+
+def _member_rows(histories: list[Any]) -> tuple[list[Any], list[Any], list[Any]]:
+    """Each member's loss, gradient norm and evaluation count per iteration (arrays),
+    from the segments' (K, length) buffers, whose first ``n_rows`` rows are valid."""
+    counts = np.stack([h.n_rows for h in histories], axis=1).tolist()  # (K, segments)
+
+    def rows(field: str) -> list[Any]:
+        parts = [np.asarray(getattr(h, field)) for h in histories]
+        if parts[0].dtype.kind == "i":
+            parts = [part.astype(int) for part in parts]
+        if len(parts) == 1:  # the usual case: a view per member
+            return [row[:n] for row, (n,) in zip(parts[0], counts, strict=True)]
+        return [np.concatenate([part[k, :n] for part, n in zip(parts, member, strict=True)])
+                for k, member in enumerate(counts)]  # fmt: skip
+
+    return rows("value"), rows("grad_norm"), rows("n_evaluations")
 
 
 def run_stochastic(

@@ -118,9 +118,8 @@ class BatchedFitResult:
         """Batched value-and-gradient evaluations of an L-BFGS batch (None otherwise).
 
         The members advance in lockstep: one evaluation at the start, then in every
-        iteration two per round of the zoom line search (under `jax.vmap` both branches
-        of its interval-search / zoom step run) for as many rounds as the member that
-        needs the most, so ``1 + 2 * sum_i max_k steps_k(i)``. Compare with
+        iteration one per round of the zoom line search, for as many rounds as the
+        member that needs the most, so ``1 + sum_i max_k steps_k(i)``. Compare with
         ``n_function_evaluations``, what each member needs on its own.
         """
         stochastic = self.learning_rate_history is not None  # only their results have it
@@ -130,7 +129,7 @@ class BatchedFitResult:
         steps = np.zeros((len(self.evaluation_history), longest), int)
         for k, counts in enumerate(self.evaluation_history):
             steps[k, : len(counts)] = np.diff(counts, prepend=1)
-        return 1 + 2 * int(steps.max(axis=0).sum())
+        return 1 + int(steps.max(axis=0).sum())
 
     def _index(self, i: Any, where: str) -> int:
         if isinstance(i, bool) or not isinstance(i, int | np.integer):
@@ -373,19 +372,18 @@ def _warn(success: np.ndarray, messages: list[str], category: type[Warning], wha
 
 
 def _lbfgs_result(runs: MemberRuns, lambdas: np.ndarray, opt: LBFGS) -> BatchedFitResult:
-    outcomes = [_OUTCOMES[int(s)] for s in runs.status]
-    success = np.array([o[0] for o in outcomes])
-    messages = [o[2] for o in outcomes]
+    statuses = runs.status.tolist()
+    success = np.array([_OUTCOMES[s][0] for s in statuses])
+    messages = [_OUTCOMES[s][2] for s in statuses]
     nonfinite = runs.status == _NONFINITE
     _warn(~nonfinite, messages, NonFiniteWarning, "hit a non-finite objective or gradient")
     _warn(success | nonfinite, messages, ConvergenceWarning, "did not converge")
     return BatchedFitResult(
         x_opt=runs.x, objective_value=runs.value, n_iterations=runs.n_iterations,
         n_function_evaluations=runs.n_evaluations, success=success,
-        status=np.array([o[1] for o in outcomes]), messages=messages,
-        loss_history=[np.asarray(v) for v in runs.loss],
-        grad_norm_history=[np.asarray(v) for v in runs.grad_norm],
-        evaluation_history=[np.asarray(v, int) for v in runs.evaluations],
+        status=np.array([_OUTCOMES[s][1] for s in statuses]), messages=messages,
+        loss_history=runs.loss, grad_norm_history=runs.grad_norm,
+        evaluation_history=runs.evaluations,
         reg_lambda=np.asarray(lambdas), optimizer=opt.name,
     )  # fmt: skip
 

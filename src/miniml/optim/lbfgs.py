@@ -45,6 +45,7 @@ from jax import Array as JXArray
 
 from miniml.errors import ConvergenceWarning, MiniMLError, NonFiniteWarning
 from miniml.objective import Objective
+from miniml.optim._lockstep import scale_by_lockstep_zoom_linesearch
 from miniml.optim.base import MiniMLOptimizer, OptimizerResult, Problem
 
 __all__ = ["LBFGS", "loop_functions"]
@@ -356,10 +357,13 @@ def _compiled_loop(problem: Problem, memory_size: int, length: int) -> tuple[Any
     return segment, template
 
 
-def _solver(max_linesearch_steps: JXArray, memory_size: int) -> Any:
-    linesearch = optax.scale_by_zoom_linesearch(
-        max_linesearch_steps=max_linesearch_steps, initial_guess_strategy="one"
-    )
+def _solver(max_linesearch_steps: JXArray, memory_size: int, lockstep: bool) -> Any:
+    if lockstep:
+        linesearch = scale_by_lockstep_zoom_linesearch(max_linesearch_steps)
+    else:
+        linesearch = optax.scale_by_zoom_linesearch(
+            max_linesearch_steps=max_linesearch_steps, initial_guess_strategy="one"
+        )
     return optax.lbfgs(memory_size=memory_size, linesearch=linesearch)
 
 
@@ -455,13 +459,19 @@ def _unpack_report(
     return _Report(integers[0], integers[1], integers[2], values[0], x, history)
 
 
-def loop_functions(objective: Objective, memory_size: int, length: int) -> tuple[Any, Any]:
+def loop_functions(
+    objective: Objective, memory_size: int, length: int, batched: bool = False
+) -> tuple[Any, Any]:
     """The un-jitted ``(segment, initial)`` of the compiled loop.
 
     ``segment(carry, x0, fresh, args, settings) -> (carry, report)`` runs up to
     ``length`` iterations; ``initial(x0, args, settings)`` is the starting carry. The
     fit jits ``segment``; `miniml.batched` jits ``jax.vmap(segment)`` to run many
-    independent problems in one loop.
+    independent problems in one loop, with ``batched=True``: the line search then
+    makes one evaluation per round under `jax.vmap` (see `miniml.optim._lockstep`),
+    members that have stopped make none, and the history keeps no iterates (the report's
+    ``history.x`` is None; under `jax.vmap` a per-member row index turns every write into
+    a scatter into, and every loop step into a copy of, a (K, length, size) buffer).
     """
 
     def initial(x0: JXArray, args: Any, settings: _Settings) -> _Carry:
@@ -472,7 +482,7 @@ def loop_functions(objective: Objective, memory_size: int, length: int) -> tuple
             _NONFINITE,
             jnp.where(jnp.max(jnp.abs(grad), initial=0.0) <= settings.gtol, _GTOL, _RUNNING),
         )
-        opt_state = _solver(settings.max_linesearch_steps, memory_size).init(x0)
+        opt_state = _solver(settings.max_linesearch_steps, memory_size, batched).init(x0)
         zero = jnp.zeros((), jnp.int32)
         carry = _Carry(x0, value, grad, opt_state, zero, zero + 1, status.astype(jnp.int32))
         return _strong(carry)
@@ -481,7 +491,7 @@ def loop_functions(objective: Objective, memory_size: int, length: int) -> tuple
         carry: _Carry, x0: JXArray, fresh: JXArray, args: Any, settings: _Settings
     ) -> tuple[_Carry, _Report]:
         carry = jax.lax.cond(fresh, lambda: initial(x0, args, settings), lambda: _strong(carry))
-        solver = _solver(settings.max_linesearch_steps, memory_size)
+        solver = _solver(settings.max_linesearch_steps, memory_size, batched)
         value_fn = _fused_value(objective, args)
         x = carry.x
         history = _History(
@@ -489,14 +499,20 @@ def loop_functions(objective: Objective, memory_size: int, length: int) -> tuple
             value=jnp.zeros(length, x.dtype),
             grad_norm=jnp.zeros(length, x.dtype),
             n_evaluations=jnp.zeros(length, jnp.int32),
-            x=jnp.zeros((length, *x.shape), x.dtype),
+            x=None if batched else jnp.zeros((length, *x.shape), x.dtype),
         )
+
+        def running(state: tuple[_Carry, _History]) -> JXArray:
+            return (state[0].status == _RUNNING) & (state[1].n_rows < length)
 
         def iterate(state: tuple[_Carry, _History]) -> tuple[_Carry, _History]:
             old, records = state
+            # Under vmap the loop body also runs for members that have stopped.
+            extra = {"active": running(state)} if batched else {}
             updates, opt_state = solver.update(
-                old.grad, old.opt_state, old.x, value=old.value, grad=old.grad, value_fn=value_fn
-            )
+                old.grad, old.opt_state, old.x, value=old.value, grad=old.grad,
+                value_fn=value_fn, **extra,
+            )  # fmt: skip
             search = optax.tree.get(opt_state, "info")
             line = optax.tree.get(opt_state, "learning_rate")
             x_new = optax.apply_updates(old.x, updates)
@@ -540,12 +556,9 @@ def loop_functions(objective: Objective, memory_size: int, length: int) -> tuple
                 value=records.value.at[row].set(value),
                 grad_norm=records.grad_norm.at[row].set(jnp.linalg.norm(grad)),
                 n_evaluations=records.n_evaluations.at[row].set(n_evaluations),
-                x=records.x.at[row].set(x_new),
+                x=None if batched else records.x.at[row].set(x_new),
             )
             return carry, records
-
-        def running(state: tuple[_Carry, _History]) -> JXArray:
-            return (state[0].status == _RUNNING) & (state[1].n_rows < length)
 
         carry, history = jax.lax.while_loop(running, iterate, (carry, history))
         carry = _strong(carry)

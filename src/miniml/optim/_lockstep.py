@@ -1,0 +1,115 @@
+"""optax's zoom line search with one objective evaluation per round under `jax.vmap`.
+
+Each round of `optax.scale_by_zoom_linesearch` is ``lax.cond(interval_found, zoom,
+search)``, and each branch evaluates the objective at its own trial step. A single fit
+runs one branch; under `jax.vmap` (a batch of fits, `miniml.batched`) the predicate is
+batched and both branches run for every member, so every round cost two batched
+evaluations. Here a round first computes both branches' trial steps (a few scalar
+operations, transcribed from optax's `zoom_linesearch`), evaluates the objective once at
+the point of the branch the member is in, and then runs optax's own round with a
+function that returns that evaluation. The rounds, steps and states are optax's: only
+where the evaluation happens changes (checked round for round against optax by
+``tests/optim/test_lockstep.py``).
+
+A member whose fit has stopped (``active`` False) makes no rounds, so it cannot lengthen
+the batch's line search; its result is discarded by the batched loop anyway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+# The round and the interpolations themselves stay optax's; only the trial step is
+# transcribed below, so its formulas must stay those of this optax version
+# (requirements/constraints.txt pins it; tests/optim/test_lockstep.py compares).
+from optax._src.linesearch import _cubicmin, _quadmin, zoom_linesearch
+
+__all__ = ["scale_by_lockstep_zoom_linesearch"]
+
+_INCREASE_FACTOR = 2.0
+"""optax's ``increase_factor``: the interval search doubles the step."""
+
+
+def scale_by_lockstep_zoom_linesearch(
+    max_linesearch_steps: Any,
+) -> optax.GradientTransformationExtraArgs:
+    """`optax.scale_by_zoom_linesearch` (``initial_guess_strategy="one"``, default
+    criteria) whose rounds make one evaluation each, also under `jax.vmap`.
+
+    ``update`` takes the keyword arguments ``value``, ``grad`` and ``value_fn`` (a
+    function of the parameters only) as optax's does, and ``active``: False skips the
+    search (the update is then meaningless and must be discarded by the caller).
+    """
+    reference = optax.scale_by_zoom_linesearch(max_linesearch_steps=max_linesearch_steps)
+    start_search, optax_round, searching = zoom_linesearch(
+        max_linesearch_steps=max_linesearch_steps, increase_factor=_INCREASE_FACTOR
+    )
+
+    def update(
+        updates: Any,
+        state: optax.ScaleByZoomLinesearchState,
+        params: Any,
+        *,
+        value: Any,
+        grad: Any,
+        value_fn: Callable[[Any], Any],
+        active: Any = True,
+    ) -> tuple[Any, optax.ScaleByZoomLinesearchState]:
+        value_and_grad = jax.value_and_grad(value_fn)
+        start = start_search(
+            updates, params, value=value, grad=grad, prev_stepsize=state.learning_rate
+        )
+
+        def one_round(search: Any) -> Any:
+            point = optax.tree.where(
+                search.interval_found,
+                optax.tree.add_scale(params, _zoom_trial(search), updates),
+                optax.tree.add_scale(params, _interval_trial(search), updates),
+            )
+            evaluation = value_and_grad(point)
+            return optax_round(search, value_and_grad_fn=lambda _: evaluation, fn_kwargs={})
+
+        final = jax.lax.while_loop(lambda search: active & searching(search), one_round, start)
+        new_state = optax.ScaleByZoomLinesearchState(
+            learning_rate=final.stepsize,
+            value=final.value,
+            grad=final.grad,
+            info=optax.ZoomLinesearchInfo(
+                num_linesearch_steps=final.count,
+                decrease_error=final.decrease_error,
+                curvature_error=final.curvature_error,
+            ),
+        )
+        scaled = optax.tree.scale(final.stepsize, updates)
+        return scaled, optax.tree.cast_like(new_state, other_tree=state)
+
+    return optax.GradientTransformationExtraArgs(reference.init, update)
+
+
+def _interval_trial(search: Any) -> Any:
+    """The step optax's interval search (its ``_search_interval``) evaluates next."""
+    return jnp.where(search.count == 0, search.stepsize_guess, _INCREASE_FACTOR * search.stepsize)
+
+
+def _zoom_trial(search: Any) -> Any:
+    """The step optax's zoom (its ``_zoom_into_interval``) evaluates next: the cubic
+    interpolant's minimizer, else the quadratic's, else the bisection, whichever lies
+    far enough inside the interval."""
+    low, high = search.low, search.high
+    delta = jnp.abs(high - low)
+    left, right = jnp.minimum(high, low), jnp.maximum(high, low)
+    cubic = _cubicmin(low, search.value_low, search.slope_low, high, search.value_high,
+                      search.cubic_ref, search.value_cubic_ref)  # fmt: skip
+    use_cubic = (cubic > left + 0.2 * delta) & (cubic < right - 0.2 * delta)
+    quadratic = _quadmin(low, search.value_low, search.slope_low, high, search.value_high)
+    inside = (quadratic > left + 0.1 * delta) & (quadratic < right - 0.1 * delta)
+    use_quadratic = ~use_cubic & inside
+    # The same chain of selects as optax (and so the same dtype promotions).
+    middle = jnp.where(use_cubic, cubic, search.cubic_ref)
+    middle = jnp.where(use_quadratic, quadratic, middle)
+    return jnp.where(~use_cubic & ~use_quadratic, (low + high) / 2.0, middle)
