@@ -5,8 +5,10 @@ single-problem loops of `miniml.optim.lbfgs` and `miniml.optim.minibatch`. A bat
 `jax.lax.while_loop` runs until every member's condition is false and keeps each
 finished member's carry unchanged (JAX selects the old carry for it), so each member's
 iterate, counters and status are exactly those of its own run; a batched
-`jax.lax.cond` evaluates both branches and selects. The cost is that of the slowest
-member: every iteration of the batch evaluates all K objectives.
+`jax.lax.cond` evaluates both branches and selects, which is why the L-BFGS loop runs
+with ``batched=True`` (a line search whose rounds make one evaluation, see
+`miniml.optim._lockstep`). The cost is that of the slowest member: every iteration of
+the batch evaluates all K objectives.
 """
 
 from __future__ import annotations
