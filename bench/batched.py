@@ -1,14 +1,17 @@
 """Batched fitting and sharded fits, timed in one run: ``python -m bench.batched``.
 
-Part 1, 1 000 independent ridge fits (n = 200, d = 10, different data and
-``reg_lambda``; objective ``||X w - y||^2 + lambda ||w||^2``):
+Part 1, K (``--members``, default 1 000) independent ridge fits (n = 200, d = 10,
+different data and ``reg_lambda``; objective ``||X w - y||^2 + lambda ||w||^2``):
 
-* ``miniml.fit_batched`` with the compiled L-BFGS, all 1 000 in one call;
+* ``miniml.fit_batched`` with the compiled L-BFGS, all K in one call;
 * a Python loop of ``model.fit`` (one model reused, so it compiles once), with the same
   compiled `LBFGS` settings and with the default optimizer (SciPy L-BFGS-B at its
   default tolerances, hence the larger error). Only ``--loop-subset`` fits
-  (default 50) are timed and the time is **extrapolated** linearly to 1 000;
-* a Python loop of scikit-learn ``Ridge(alpha=lambda, fit_intercept=False)``, all 1 000.
+  (default 50) are timed and the time is **extrapolated** linearly to K;
+* a Python loop of scikit-learn ``Ridge(alpha=lambda, fit_intercept=False)``, all K.
+
+It also times one vmapped value and gradient of all K objectives in plain jax: times
+the batch's lockstep evaluations, a floor under the batch's time.
 
 Every system's solutions are checked against the numpy closed form.
 
@@ -39,13 +42,14 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-K, N, D = 1000, 200, 10
+N, D = 200, 10
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.batched", description=__doc__)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--members", type=int, default=1000, help="K, fits in part 1")
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--loop-subset", type=int, default=50)
     parser.add_argument("--devices", default="1,2,4", help="device counts for part 2")
     parser.add_argument("--p5", default="P5-1e6", help="problem of part 2 (P5-1e4 to smoke)")
@@ -64,7 +68,7 @@ def _median_time(fn: Any, rounds: int) -> tuple[float, Any]:
     return statistics.median(times), out
 
 
-def ridge_data(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def ridge_data(K: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(K, N, D))
     y = X @ rng.normal(size=(K, D, 1)) + 0.1 * rng.normal(size=(K, N, 1))
@@ -85,7 +89,8 @@ def batched_part(args: argparse.Namespace) -> list[str]:
         def _predict_kernel(self, X: Any, buffer: Any) -> Any:
             return X @ self.w(buffer)
 
-    X, y, lambdas = ridge_data()
+    K = args.members
+    X, y, lambdas = ridge_data(K)
     eye = np.eye(D)
     exact = np.stack([np.linalg.solve(X[k].T @ X[k] + lambdas[k] * eye, X[k].T @ y[k]).ravel()
                       for k in range(K)])  # fmt: skip
@@ -134,10 +139,10 @@ def batched_part(args: argparse.Namespace) -> list[str]:
          f"extrapolated x{scale:g}", error(w_lbfgs)),
         (f"MiniML loop of model.fit, default SciPy ({subset} timed)", t_scipy * scale,
          f"extrapolated x{scale:g}", error(w_scipy)),
-        ("scikit-learn Ridge loop (1000 fits)", t_sk, "measured", error(w_sk)),
+        (f"scikit-learn Ridge loop ({K} fits)", t_sk, "measured", error(w_sk)),
     ]  # fmt: skip
     rows.append(f"Part 1: {K} ridge fits, n={N}, d={D}; medians of {args.rounds} rounds")
-    rows.append(f"{'system':58s} {'time for 1000 (s)':>18s} {'vs batched':>11s}  "
+    rows.append(f"{'system':58s} {f'time for {K} (s)':>18s} {'vs batched':>11s}  "
                 f"{'how':18s} {'max rel. error':>14s}")  # fmt: skip
     for label, seconds, how, err in table:
         rows.append(f"{label:58s} {seconds:18.3f} {seconds / t_batch:10.1f}x  {how:18s} "
@@ -146,7 +151,29 @@ def batched_part(args: argparse.Namespace) -> list[str]:
                 f"evaluations in {int(result.n_iterations.max())} iterations; per member at "
                 f"most {int(result.n_function_evaluations.max())} evaluations "
                 f"(mean {result.n_function_evaluations.mean():.1f})")  # fmt: skip
+    t_eval = _batched_evaluation_time(X, y, lambdas, args.rounds)
+    needed = int(result.n_function_evaluations.max())
+    rows.append(f"Evaluation floor: one value-and-gradient of all {K} objectives (plain jax, "
+                f"vmapped) takes {t_eval * 1e3:.2f} ms; the batch's "
+                f"{result.lockstep_evaluations} take {result.lockstep_evaluations * t_eval:.3f} s, "
+                f"and even the {needed} the neediest member makes alone would take "
+                f"{needed * t_eval:.3f} s")  # fmt: skip
     return rows
+
+
+def _batched_evaluation_time(X: Any, y: Any, lambdas: Any, rounds: int) -> float:
+    """Median time of one vmapped value and gradient of the K ridge objectives."""
+    import jax
+    import jax.numpy as jnp
+
+    def ridge(w: Any, X: Any, y: Any, lam: Any) -> Any:
+        residual = X @ w - y[:, 0]
+        return residual @ residual + lam * (w @ w)
+
+    evaluate = jax.jit(jax.vmap(jax.value_and_grad(ridge)))
+    args = jax.device_put((jnp.zeros(X.shape[::2]), X, y, lambdas))
+    seconds, _ = _median_time(lambda: jax.block_until_ready(evaluate(*args)), 10 * rounds)
+    return seconds
 
 
 def sharded_worker(n_devices: int, problem: str, rounds: int) -> None:
