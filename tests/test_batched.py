@@ -129,6 +129,26 @@ def test_converged_members_stop_and_keep_their_own_counts(ridge):
     np.testing.assert_allclose(together.x_opt[-1], slow_exact, rtol=1e-5)
 
 
+def test_batched_segments_continue_where_the_previous_one_stopped(ridge):
+    """Segments of 3 iterations (history read and carry handed back every 3) give the
+    members exactly the run of one long segment, histories included."""
+    X, y, lambdas = ridge_problems(6, n_members=12)
+    X = X * np.logspace(0, 1, D)  # members need different numbers of iterations
+    long = miniml.fit_batched(ridge, X, y, reg_lambda=lambdas, optimizer=TIGHT)
+    short = miniml.fit_batched(
+        ridge, X, y, reg_lambda=lambdas, optimizer=LBFGS(gtol=1e-10, ftol=0.0, segment_length=3)
+    )
+    assert long.success.all() and len(set(long.n_iterations.tolist())) > 1
+    assert long.n_iterations.max() > 3 * 3  # several segments
+    np.testing.assert_array_equal(short.x_opt, long.x_opt)
+    np.testing.assert_array_equal(short.n_iterations, long.n_iterations)
+    np.testing.assert_array_equal(short.n_function_evaluations, long.n_function_evaluations)
+    for name in ("loss_history", "grad_norm_history", "evaluation_history"):
+        for ours, theirs in zip(getattr(short, name), getattr(long, name), strict=True):
+            np.testing.assert_array_equal(ours, theirs)
+    assert [len(h) for h in short.loss_history] == short.n_iterations.tolist()
+
+
 def test_lockstep_evaluations_count_what_the_batch_evaluates():
     """The documented cost model of a batch (docs/scale.md, "Cost"), checked by counting
     the forward passes the compiled batch really makes."""
