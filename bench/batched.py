@@ -23,7 +23,8 @@ starts. The forced devices share this machine's cores, so this measures the over
 and the parallelism XLA gets from partitioning, not extra hardware.
 
 Protocol: BLAS/OpenMP threads pinned with threadpoolctl (`bench.timing.pin_threads`),
-one warm-up call (compiles), then ``--rounds`` timed calls, medians reported.
+one warm-up call (compiles), then ``--rounds`` timed calls, medians reported; the systems
+of part 1 alternate within each round.
 """
 
 from __future__ import annotations
@@ -66,6 +67,20 @@ def _median_time(fn: Any, rounds: int) -> tuple[float, Any]:
         out = fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times), out
+
+
+def _interleaved_times(fns: list[Any], rounds: int) -> tuple[list[float], list[Any]]:
+    """Median times of ``fns`` measured in alternation (one call of each per round,
+    after one warm-up call of each), so that the machine's slow and fast minutes fall
+    on every system alike; and each function's last output."""
+    outputs = [fn() for fn in fns]  # warm-up: compiles
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(rounds):
+        for i, fn in enumerate(fns):
+            start = time.perf_counter()
+            outputs[i] = fn()
+            times[i].append(time.perf_counter() - start)
+    return [statistics.median(t) for t in times], outputs
 
 
 def ridge_data(K: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -123,10 +138,11 @@ def batched_part(args: argparse.Namespace) -> list[str]:
     rows = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # SciPy may stop "ABNORMAL" at round-off level
-        t_batch, result = _median_time(batched, args.rounds)
-        t_lbfgs, w_lbfgs = _median_time(loop(LBFGS(gtol=1e-10, ftol=0.0)), args.rounds)
-        t_scipy, w_scipy = _median_time(loop(ScipyOptimizer()), args.rounds)
-        t_sk, w_sk = _median_time(sklearn_loop, args.rounds)
+        times, outputs = _interleaved_times(
+            [batched, loop(LBFGS(gtol=1e-10, ftol=0.0)), loop(ScipyOptimizer()), sklearn_loop],
+            args.rounds,
+        )
+    (t_batch, t_lbfgs, t_scipy, t_sk), (result, w_lbfgs, w_scipy, w_sk) = times, outputs
     scale = K / subset
 
     def error(w: np.ndarray) -> float:
