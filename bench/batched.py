@@ -114,7 +114,8 @@ def batched_part(args: argparse.Namespace) -> list[str]:
     tight = LBFGS(gtol=1e-10, ftol=0.0)
 
     def batched() -> Any:
-        return miniml.fit_batched(model, X, y, reg_lambda=lambdas, optimizer=tight)
+        # From zeros, as every loop fit (the loops leave the model at their last fit).
+        return miniml.fit_batched(model, X, y, reg_lambda=lambdas, optimizer=tight, x0=np.zeros(D))
 
     subset = min(args.loop_subset, K)
 
