@@ -149,6 +149,35 @@ def test_batched_segments_continue_where_the_previous_one_stopped(ridge):
     assert [len(h) for h in short.loss_history] == short.n_iterations.tolist()
 
 
+def test_float32_members_stay_float32_and_match_single_fits():
+    """The batched loop (lockstep line search included) keeps a float32 model's dtype
+    and takes the steps a float32 single fit takes."""
+
+    class Ridge32(MiniMLModel):
+        def __init__(self):
+            self.w = MiniMLParam((D, 1), dtype=np.float32, reg_loss=LNormRegularization(2))
+            super().__init__(loss=squared_error_loss)
+
+        def _predict_kernel(self, X, buffer):
+            return X @ self.w(buffer)
+
+    model = Ridge32()
+    model.bind()
+    X, y, lambdas = ridge_problems(7, n_members=6)
+    optimizer = LBFGS(gtol=1e-2, ftol=0.0)
+    start = np.zeros(D, np.float32)
+    batch = miniml.fit_batched(model, X, y, reg_lambda=lambdas, optimizer=optimizer, x0=start)
+    assert batch.x_opt.dtype == np.float32 and batch.success.all()
+    reference = ridge_closed_form(X, y, lambdas)
+    np.testing.assert_allclose(batch.x_opt, reference, rtol=1e-3, atol=1e-3)
+    for k in range(len(X)):
+        model.set_buffer(start)
+        single = model.fit(X[k], y[k], reg_lambda=float(lambdas[k]), optimizer=optimizer)
+        assert single.n_iterations == batch.n_iterations[k]
+        np.testing.assert_allclose(np.asarray(model.get_buffer()), batch.x_opt[k], rtol=1e-4,
+                                   atol=1e-5)  # fmt: skip
+
+
 def test_lockstep_evaluations_count_what_the_batch_evaluates():
     """The documented cost model of a batch (docs/scale.md, "Cost"), checked by counting
     the forward passes the compiled batch really makes."""
