@@ -24,7 +24,8 @@ and the parallelism XLA gets from partitioning, not extra hardware.
 
 Protocol: BLAS/OpenMP threads pinned with threadpoolctl (`bench.timing.pin_threads`),
 one warm-up call (compiles), then ``--rounds`` timed calls, medians reported; the systems
-of part 1 alternate within each round.
+of part 1 alternate within each round, and their ratios to the batch are also reported
+paired by round (the median of each round's ratio).
 """
 
 from __future__ import annotations
@@ -69,10 +70,10 @@ def _median_time(fn: Any, rounds: int) -> tuple[float, Any]:
     return statistics.median(times), out
 
 
-def _interleaved_times(fns: list[Any], rounds: int) -> tuple[list[float], list[Any]]:
-    """Median times of ``fns`` measured in alternation (one call of each per round,
-    after one warm-up call of each), so that the machine's slow and fast minutes fall
-    on every system alike; and each function's last output."""
+def _interleaved_times(fns: list[Any], rounds: int) -> tuple[list[list[float]], list[Any]]:
+    """Each round's time of each of ``fns``, measured in alternation (one call of each
+    per round, after one warm-up call of each), so that the machine's slow and fast
+    minutes fall on every system alike; and each function's last output."""
     outputs = [fn() for fn in fns]  # warm-up: compiles
     times: list[list[float]] = [[] for _ in fns]
     for _ in range(rounds):
@@ -80,7 +81,7 @@ def _interleaved_times(fns: list[Any], rounds: int) -> tuple[list[float], list[A
             start = time.perf_counter()
             outputs[i] = fn()
             times[i].append(time.perf_counter() - start)
-    return [statistics.median(t) for t in times], outputs
+    return times, outputs
 
 
 def ridge_data(K: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -139,12 +140,19 @@ def batched_part(args: argparse.Namespace) -> list[str]:
     rows = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # SciPy may stop "ABNORMAL" at round-off level
-        times, outputs = _interleaved_times(
+        per_round, outputs = _interleaved_times(
             [batched, loop(LBFGS(gtol=1e-10, ftol=0.0)), loop(ScipyOptimizer()), sklearn_loop],
             args.rounds,
         )
-    (t_batch, t_lbfgs, t_scipy, t_sk), (result, w_lbfgs, w_scipy, w_sk) = times, outputs
     scale = K / subset
+    scales = [1.0, scale, scale, 1.0]  # the loops of model.fit time only `subset` fits
+    t_batch, t_lbfgs, t_scipy, t_sk = (statistics.median(t) * s
+                                       for t, s in zip(per_round, scales, strict=True))  # fmt: skip
+    # Each round's loop time over the same round's batch time: steadier than the ratio of
+    # medians when the machine's speed drifts between rounds.
+    paired = [statistics.median(t * s / b for t, b in zip(times, per_round[0], strict=True))
+              for times, s in zip(per_round, scales, strict=True)]  # fmt: skip
+    result, w_lbfgs, w_scipy, w_sk = outputs
 
     def error(w: np.ndarray) -> float:
         ref = exact[: len(w)]
@@ -152,18 +160,22 @@ def batched_part(args: argparse.Namespace) -> list[str]:
 
     table = [
         ("MiniML fit_batched (LBFGS, one call)", t_batch, "measured", error(result.x_opt)),
-        (f"MiniML loop of model.fit, LBFGS ({subset} timed)", t_lbfgs * scale,
+        (f"MiniML loop of model.fit, LBFGS ({subset} timed)", t_lbfgs,
          f"extrapolated x{scale:g}", error(w_lbfgs)),
-        (f"MiniML loop of model.fit, default SciPy ({subset} timed)", t_scipy * scale,
+        (f"MiniML loop of model.fit, default SciPy ({subset} timed)", t_scipy,
          f"extrapolated x{scale:g}", error(w_scipy)),
         (f"scikit-learn Ridge loop ({K} fits)", t_sk, "measured", error(w_sk)),
     ]  # fmt: skip
     rows.append(f"Part 1: {K} ridge fits, n={N}, d={D}; medians of {args.rounds} rounds")
-    rows.append(f"{'system':58s} {f'time for {K} (s)':>18s} {'vs batched':>11s}  "
-                f"{'how':18s} {'max rel. error':>14s}")  # fmt: skip
-    for label, seconds, how, err in table:
-        rows.append(f"{label:58s} {seconds:18.3f} {seconds / t_batch:10.1f}x  {how:18s} "
-                    f"{err:14.2e}")  # fmt: skip
+    rows.append(f"{'system':58s} {f'time for {K} (s)':>18s} {'vs batched':>11s} "
+                f"{'paired':>7s}  {'how':18s} {'max rel. error':>14s}")  # fmt: skip
+    for (label, seconds, how, err), ratio in zip(table, paired, strict=True):
+        rows.append(f"{label:58s} {seconds:18.3f} {seconds / t_batch:10.1f}x {ratio:6.1f}x  "
+                    f"{how:18s} {err:14.2e}")  # fmt: skip
+    rows.append(
+        "vs batched: ratio of the medians; paired: median over rounds of each round's "
+        "ratio to that round's batch"
+    )
     rows.append(f"Lockstep cost: {result.lockstep_evaluations} batched "
                 f"evaluations in {int(result.n_iterations.max())} iterations; per member at "
                 f"most {int(result.n_function_evaluations.max())} evaluations "
