@@ -200,7 +200,8 @@ def _batched_evaluation_time(X: Any, y: Any, lambdas: Any, rounds: int) -> float
         return residual @ residual + lam * (w @ w)
 
     evaluate = jax.jit(jax.vmap(jax.value_and_grad(ridge)))
-    args = jax.device_put((jnp.zeros(X.shape[::2]), X, y, lambdas))
+    w = jnp.zeros((len(X), X.shape[2]))  # one start per member
+    args = jax.device_put((w, X, y, lambdas))
     seconds, _ = _median_time(lambda: jax.block_until_ready(evaluate(*args)), 10 * rounds)
     return seconds
 

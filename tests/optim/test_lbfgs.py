@@ -198,7 +198,6 @@ def test_history_replay_across_segments(mlp):
     assert all(b > a for a, b in itertools.pairwise(fg))
     assert fg[-1] == result.n_function_evaluations
     assert history.column("loss")[-1] == result.loss
-
     np.testing.assert_array_equal(buffers[-1], np.asarray(mlp.get_buffer()))
     for buffer, loss, grad in zip(
         buffers, history.column("loss"), history.column("grad"), strict=True

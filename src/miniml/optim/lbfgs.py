@@ -349,11 +349,8 @@ def _compiled_loop(problem: Problem, memory_size: int, length: int) -> tuple[Any
         shapes = jax.eval_shape(
             initial, jax.ShapeDtypeStruct(problem.x0.shape, problem.dtype), problem.args, settings
         )
-        leaves = jax.tree.leaves(shapes)
-        template = templates[shape_key] = tuple(
-            np.zeros(sum(math.prod(x.shape) for x in leaves if x.dtype == name), name)
-            for name in _dtype_groups(leaves)
-        )
+        flat = jax.eval_shape(_flatten_by_dtype, shapes)  # the one packing definition
+        template = templates[shape_key] = tuple(np.zeros(v.shape, v.dtype) for v in flat)
     return segment, template
 
 
