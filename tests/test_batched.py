@@ -178,30 +178,58 @@ def test_float32_members_stay_float32_and_match_single_fits():
                                    atol=1e-5)  # fmt: skip
 
 
+class CountingRidge(MiniMLModel):
+    """``X @ w`` that counts its forward passes in ``calls`` (one per member under vmap)."""
+
+    def __init__(self, calls):
+        self.calls = calls
+        self.w = MiniMLParam((D, 1), reg_loss=LNormRegularization(2))
+        super().__init__(loss=squared_error_loss)
+
+    def _predict_kernel(self, X, buffer):
+        jax.debug.callback(self.calls.append, X[0, 0])
+        return X @ self.w(buffer)
+
+
+def unequally_conditioned_ridge():
+    """8 ridge problems whose members need unequal line searches."""
+    X, y, lambdas = ridge_problems(5, n_members=8)
+    return X * np.logspace(0, 1, D), y, lambdas
+
+
 def test_lockstep_evaluations_count_what_the_batch_evaluates():
     """The documented cost model of a batch (docs/scale.md, "Cost"), checked by counting
     the forward passes the compiled batch really makes."""
     calls = []
-
-    class CountingRidge(MiniMLModel):
-        """``X @ w`` that counts its forward passes (one call per member under vmap)."""
-
-        def __init__(self):
-            self.w = MiniMLParam((D, 1), reg_loss=LNormRegularization(2))
-            super().__init__(loss=squared_error_loss)
-
-        def _predict_kernel(self, X, buffer):
-            jax.debug.callback(calls.append, X[0, 0])
-            return X @ self.w(buffer)
-
-    model = CountingRidge()
+    model = CountingRidge(calls)
     model.bind()
-    X, y, lambdas = ridge_problems(5, n_members=8)
-    X = X * np.logspace(0, 1, D)  # unequal conditioning: members need unequal searches
+    X, y, lambdas = unequally_conditioned_ridge()
     result = miniml.fit_batched(model, X, y, reg_lambda=lambdas, optimizer=TIGHT)
     assert result.success.all()
     assert len(calls) == 8 * result.lockstep_evaluations
     assert result.lockstep_evaluations > result.n_function_evaluations.max()
+
+
+def test_an_unverified_optax_gets_optax_own_search_with_a_warning(monkeypatch):
+    """With an optax the lockstep search was not verified for, the batch warns and runs
+    optax's own line search: the same iterates, at two evaluations per round."""
+    X, y, lambdas = unequally_conditioned_ridge()
+    lockstep_calls, fallback_calls = [], []
+    lockstep_model, fallback_model = CountingRidge(lockstep_calls), CountingRidge(fallback_calls)
+    lockstep_model.bind()
+    fallback_model.bind()
+    lockstep = miniml.fit_batched(lockstep_model, X, y, reg_lambda=lambdas, optimizer=TIGHT)
+    monkeypatch.setattr("miniml.optim._lockstep.VERIFIED_OPTAX_VERSIONS", ("0.0.1",))
+    with pytest.warns(miniml.PerformanceWarning, match=r"verified for optax 0\.0\.1"):
+        fallback = miniml.fit_batched(fallback_model, X, y, reg_lambda=lambdas, optimizer=TIGHT)
+    assert fallback.success.all() and fallback.lockstep_evaluations is None
+    np.testing.assert_array_equal(fallback.n_iterations, lockstep.n_iterations)
+    np.testing.assert_array_equal(fallback.n_function_evaluations, lockstep.n_function_evaluations)
+    np.testing.assert_allclose(fallback.x_opt, lockstep.x_opt, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(fallback.x_opt, ridge_closed_form(X, y, lambdas), rtol=1e-8,
+                               atol=1e-9)  # fmt: skip
+    # Both branches of every round evaluate under vmap (and stopped members search too).
+    assert len(fallback_calls) > 1.5 * len(lockstep_calls)
 
 
 def logistic_data():

@@ -16,7 +16,12 @@ configure_jax()
 configure_cache_from_environment()
 
 from miniml.batched import BatchedFitResult, fit_batched  # noqa: E402
-from miniml.errors import ConvergenceWarning, MiniMLError, NonFiniteWarning  # noqa: E402
+from miniml.errors import (  # noqa: E402
+    ConvergenceWarning,
+    MiniMLError,
+    NonFiniteWarning,
+    PerformanceWarning,
+)
 from miniml.model import (  # noqa: E402
     MiniMLModel,
     MiniMLModelList,
@@ -46,6 +51,7 @@ __all__ = [
     "MiniMLParamList",
     "MultiStartResult",
     "NonFiniteWarning",
+    "PerformanceWarning",
     "PredictKernelOutput",
     "PredictMode",
     "__version__",

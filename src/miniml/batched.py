@@ -49,6 +49,7 @@ from miniml.errors import ConvergenceWarning, MiniMLError, NonFiniteWarning
 from miniml.history import History
 from miniml.loss import reduction_of
 from miniml.objective import Hyper, objective_for
+from miniml.optim import _lockstep
 from miniml.optim.lbfgs import _NONFINITE, _OUTCOMES, LBFGS
 from miniml.optim.minibatch import plan_batches
 from miniml.optim.stochastic import OptaxOptimizer, StochasticOptimizer
@@ -104,6 +105,7 @@ class BatchedFitResult:
     _model: Any = field(repr=False, default=None)
     _signature: Any = field(repr=False, default=None)
     _static: tuple = field(repr=False, default=())
+    _lockstep: bool = field(repr=False, default=False)
 
     @property
     def n_members(self) -> int:
@@ -120,10 +122,11 @@ class BatchedFitResult:
         The members advance in lockstep: one evaluation at the start, then in every
         iteration one per round of the zoom line search, for as many rounds as the
         member that needs the most, so ``1 + sum_i max_k steps_k(i)``. Compare with
-        ``n_function_evaluations``, what each member needs on its own.
+        ``n_function_evaluations``, what each member needs on its own. None also when
+        the batch ran optax's own line search (see `miniml.PerformanceWarning`): its
+        rounds cost two evaluations, and stopped members search too.
         """
-        stochastic = self.learning_rate_history is not None  # only their results have it
-        if stochastic or not self.evaluation_history:
+        if not self._lockstep or not self.evaluation_history:
             return None
         longest = max(len(counts) for counts in self.evaluation_history)
         steps = np.zeros((len(self.evaluation_history), longest), int)
@@ -385,6 +388,7 @@ def _lbfgs_result(runs: MemberRuns, lambdas: np.ndarray, opt: LBFGS) -> BatchedF
         loss_history=runs.loss, grad_norm_history=runs.grad_norm,
         evaluation_history=runs.evaluations,
         reg_lambda=np.asarray(lambdas), optimizer=opt.name,
+        _lockstep=_lockstep.lockstep_unavailable() is None,
     )  # fmt: skip
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ConvergenceWarning", "MiniMLError", "NonFiniteWarning"]
+__all__ = ["ConvergenceWarning", "MiniMLError", "NonFiniteWarning", "PerformanceWarning"]
 
 
 class MiniMLError(ValueError, TypeError):
@@ -27,4 +27,11 @@ class NonFiniteWarning(UserWarning):
     """The objective or its gradient became NaN or infinite during a fit.
 
     The model keeps the last parameters at which the objective was finite.
+    """
+
+
+class PerformanceWarning(UserWarning):
+    """MiniML fell back to a slower way of computing the same result.
+
+    The message says what was given up and how to get it back.
     """

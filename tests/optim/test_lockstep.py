@@ -11,6 +11,8 @@ import numpy as np
 import optax
 import pytest
 
+from miniml import PerformanceWarning
+from miniml.optim import _lockstep
 from miniml.optim._lockstep import scale_by_lockstep_zoom_linesearch
 
 
@@ -140,3 +142,19 @@ def test_an_inactive_member_makes_no_round():
     _, state = jax.block_until_ready(search(jnp.asarray(x0), True))
     assert int(state.info.num_linesearch_steps) >= 4
     assert len(calls) == 2 + int(state.info.num_linesearch_steps)
+
+
+def test_the_verified_optax_is_installed_here():
+    """The project's environment runs the lockstep search (and so the tests above)."""
+    assert _lockstep.lockstep_unavailable() is None
+    assert optax.__version__ in _lockstep.VERIFIED_OPTAX_VERSIONS
+
+
+def test_missing_optax_internals_give_optax_own_search_with_the_reason(monkeypatch):
+    monkeypatch.setattr(_lockstep, "_IMPORT_ERROR", "ImportError: cannot import name '_cubicmin'")
+    with pytest.warns(PerformanceWarning, match="lacks the internals.*_cubicmin.*optax=="):
+        search = scale_by_lockstep_zoom_linesearch(20)
+    x = jnp.array([-1.2, 1.0])
+    ours = run_search(search, rosenbrock, x, 1.0, active=False)
+    theirs = run_search(optax.scale_by_zoom_linesearch(20), rosenbrock, x, 1.0)
+    assert_same_search(ours, theirs)  # ``active`` accepted and ignored

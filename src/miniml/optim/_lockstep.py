@@ -13,10 +13,17 @@ where the evaluation happens changes (checked round for round against optax by
 
 A member whose fit has stopped (``active`` False) makes no rounds, so it cannot lengthen
 the batch's line search; its result is discarded by the batched loop anyway.
+
+The transcription relies on optax internals (``optax._src.linesearch``), verified for
+the versions in `VERIFIED_OPTAX_VERSIONS`. With any other optax, or if those internals
+are gone, `scale_by_lockstep_zoom_linesearch` warns (`PerformanceWarning`) and returns
+optax's own search: the same steps, at two evaluations per round under `jax.vmap`.
+Importing MiniML never depends on them.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -24,12 +31,35 @@ import jax
 import jax.numpy as jnp
 import optax
 
-# The round and the interpolations themselves stay optax's; only the trial step is
-# transcribed below, so its formulas must stay those of this optax version
-# (requirements/constraints.txt pins it; tests/optim/test_lockstep.py compares).
-from optax._src.linesearch import _cubicmin, _quadmin, zoom_linesearch
+from miniml.errors import PerformanceWarning
 
-__all__ = ["scale_by_lockstep_zoom_linesearch"]
+__all__ = ["VERIFIED_OPTAX_VERSIONS", "lockstep_unavailable", "scale_by_lockstep_zoom_linesearch"]
+
+VERIFIED_OPTAX_VERSIONS = ("0.2.8",)
+"""optax versions whose zoom line search the trial steps below transcribe
+(tests/optim/test_lockstep.py compares every round with optax's own search)."""
+
+# The round and the interpolations themselves stay optax's; only the trial step is
+# transcribed below, so its formulas must stay those of a verified optax version.
+try:
+    from optax._src.linesearch import _cubicmin, _quadmin, zoom_linesearch
+except ImportError as error:  # a newer optax reorganized its internals
+    _IMPORT_ERROR: str | None = f"{type(error).__name__}: {error}"
+else:
+    _IMPORT_ERROR = None
+
+
+def lockstep_unavailable() -> str | None:
+    """Why the one-evaluation-per-round search cannot be used here, or None if it can."""
+    if optax.__version__ not in VERIFIED_OPTAX_VERSIONS:
+        return (
+            f"it was verified for optax {', '.join(VERIFIED_OPTAX_VERSIONS)} and optax "
+            f"{optax.__version__} is installed"
+        )
+    if _IMPORT_ERROR is not None:
+        return f"optax {optax.__version__} lacks the internals it builds on ({_IMPORT_ERROR})"
+    return None
+
 
 _INCREASE_FACTOR = 2.0
 """optax's ``increase_factor``: the interval search doubles the step."""
@@ -44,8 +74,25 @@ def scale_by_lockstep_zoom_linesearch(
     ``update`` takes the keyword arguments ``value``, ``grad`` and ``value_fn`` (a
     function of the parameters only) as optax's does, and ``active``: False skips the
     search (the update is then meaningless and must be discarded by the caller).
+
+    Where `lockstep_unavailable` gives a reason, it warns and returns optax's own search,
+    whose ``update`` accepts ``active`` and ignores it.
     """
-    reference = optax.scale_by_zoom_linesearch(max_linesearch_steps=max_linesearch_steps)
+    reference = optax.scale_by_zoom_linesearch(
+        max_linesearch_steps=max_linesearch_steps, initial_guess_strategy="one"
+    )
+    reason = lockstep_unavailable()
+    if reason is not None:
+        warnings.warn(
+            "miniml.fit_batched: the L-BFGS batch uses optax's own zoom line search, which "
+            "under jax.vmap evaluates the objective twice per round, because MiniML's "
+            f"one-evaluation-per-round search is unavailable: {reason}. The results are the "
+            "same; for the faster search install a verified optax (pip install "
+            f"'optax=={VERIFIED_OPTAX_VERSIONS[-1]}').",
+            PerformanceWarning,
+            stacklevel=2,
+        )
+        return _ignoring_active(reference)
     start_search, optax_round, searching = zoom_linesearch(
         max_linesearch_steps=max_linesearch_steps, increase_factor=_INCREASE_FACTOR
     )
@@ -113,3 +160,13 @@ def _zoom_trial(search: Any) -> Any:
     middle = jnp.where(use_cubic, cubic, search.cubic_ref)
     middle = jnp.where(use_quadratic, quadratic, middle)
     return jnp.where(~use_cubic & ~use_quadratic, (low + high) / 2.0, middle)
+
+
+def _ignoring_active(search: optax.GradientTransformationExtraArgs) -> Any:
+    """``search`` with an ``update`` that accepts ``active`` (and searches regardless)."""
+
+    def update(updates: Any, state: Any, params: Any, *, active: Any = True, **extra: Any) -> Any:
+        del active
+        return search.update(updates, state, params, **extra)
+
+    return optax.GradientTransformationExtraArgs(search.init, update)
