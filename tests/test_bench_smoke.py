@@ -52,6 +52,7 @@ def test_suite_runs_on_a_tiny_problem(tmp_path):
     out = done.stdout
     for heading in ("Warm fits", "Ratios MiniML / peer", "Targets:", "versions: ", "threads"):
         assert heading in out
+    assert "compiled LBFGS <= 1.1x optax loop: P5-1e4" in out and "x (paired " in out
     warm = json.loads(results.read_text())["warm"]
     systems = {(row["problem"], row["system"]) for row in warm if row["times"]}
     expected = {
@@ -77,6 +78,22 @@ def test_suite_runs_on_a_tiny_problem(tmp_path):
     assert row["MiniML LBFGS (compiled)"]["objective"] == pytest.approx(
         row["optax loop (1 jit)"]["objective"], rel=1e-9
     )
+
+
+def test_paired_ratio_is_the_median_of_same_round_ratios():
+    from bench.report import paired_ratio
+    from bench.timing import Measurement
+
+    # Same-round ratios 1.5, 1.5 and 4.5 / 7.0; the ratio of medians, 4.5 / 4.0, mixes
+    # rounds.
+    mine = Measurement("MiniML LBFGS (compiled)", "P1", times=[1.5, 6.0, 4.5])
+    optax = Measurement("optax loop (1 jit)", "P1", times=[1.0, 4.0, 7.0])
+    short = Measurement("scipy + jax.jit", "P1", times=[1.0, 2.0])
+    peer = Measurement("miniml-jax 0.11.0", "P1", times=[1.0, 20.0, 2.0])
+    results = {"P1": [mine, optax, short, peer]}
+    assert paired_ratio(results, "P1", mine.system, optax.system) == pytest.approx(1.5)
+    assert paired_ratio(results, "P1", mine.system, short.system) is None  # unequal rounds
+    assert paired_ratio(results, "P1", mine.system, peer.system) is None  # own process
 
 
 def test_cold_start_case_reports_figures():
