@@ -100,7 +100,9 @@ def miniml_runners(spec: Spec) -> list[Runner]:
         ("MiniML LBFGS (compiled)", LBFGS(maxiter=spec.maxiter, gtol=spec.gtol, ftol=spec.ftol)),
     ]
     runners = []
-    X, y = jax.device_put(spec.X), jax.device_put(spec.y)
+    # Data and start on the device once, as the optax loop's are: every fit restarts
+    # from ``w0`` without a host-to-device copy (a model's buffer lives on the device).
+    X, y, w0 = jax.device_put(spec.X), jax.device_put(spec.y), jax.device_put(spec.w0)
     for label, optimizer in optimizers:
         model, reg_lambda = model_for(spec)
         model.bind()
@@ -108,7 +110,7 @@ def miniml_runners(spec: Spec) -> list[Runner]:
         def fit(
             model: MiniMLModel = model, optimizer: Any = optimizer, reg_lambda: float = reg_lambda
         ) -> tuple[np.ndarray, int | None, int | None]:
-            model.set_buffer(spec.w0)
+            model.set_buffer(w0)
             result = model.fit(X, y, reg_lambda=reg_lambda, optimizer=optimizer)
             return (
                 np.asarray(model.get_buffer(copy=False)),
