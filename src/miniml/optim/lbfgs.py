@@ -143,8 +143,9 @@ class LBFGS(MiniMLOptimizer):
         segment_length: iterations per compiled segment; history, validation and
             callbacks run on the host between segments. None chooses
             ``min(128, max(1, 2**22 // n_parameters))`` so that the iterate buffer
-            stays below 32 MiB. It is part of the compiled program's shape: changing
-            it compiles again.
+            stays below 32 MiB (`miniml.fit_batched`: 32, see
+            ``miniml._batched_run.SEGMENT_LENGTH``). It is part of the compiled
+            program's shape: changing it compiles again.
 
     The result's ``status`` is 0 (converged), 1 (``maxiter`` or ``maxfun`` reached),
     2 (line search failure) or 3 (non-finite objective or gradient), as in SciPy's
