@@ -93,6 +93,7 @@ def ridge_data(K: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 def batched_part(args: argparse.Namespace) -> list[str]:
     import miniml
+    from bench.timing import paired_median
     from miniml.optim import LBFGS, ScipyOptimizer
 
     class Ridge(miniml.MiniMLModel):
@@ -148,9 +149,7 @@ def batched_part(args: argparse.Namespace) -> list[str]:
     scales = [1.0, scale, scale, 1.0]  # the loops of model.fit time only `subset` fits
     t_batch, t_lbfgs, t_scipy, t_sk = (statistics.median(t) * s
                                        for t, s in zip(per_round, scales, strict=True))  # fmt: skip
-    # Each round's loop time over the same round's batch time: steadier than the ratio of
-    # medians when the machine's speed drifts between rounds.
-    paired = [statistics.median(t * s / b for t, b in zip(times, per_round[0], strict=True))
+    paired = [paired_median([t * s for t in times], per_round[0])
               for times, s in zip(per_round, scales, strict=True)]  # fmt: skip
     result, w_lbfgs, w_scipy, w_sk = outputs
 

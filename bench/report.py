@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Sequence
 from typing import Any
 
-from bench.timing import Measurement
+from bench.timing import Measurement, paired_median
 
 __all__ = [
     "MINIML_ROWS",
@@ -139,18 +138,14 @@ def _times(measurements: list[Measurement], system: str) -> list[float]:
 def paired_ratio(
     results: dict[str, list[Measurement]], problem: str, mine: str, peer: str
 ) -> float | None:
-    """Median over rounds of each round's ratio MiniML / peer.
-
-    Both fits of a round ran moments apart, so the machine's slow drifts (other tenants,
-    frequency changes) cancel in each round's ratio; the ratio of medians does not pair
-    them. None where the two were not timed in the same rounds.
-    """
+    """`paired_median` of MiniML's and the peer's times; None where the two were not
+    timed in the same rounds."""
     if peer in OWN_PROCESS:
         return None
     ours, theirs = _times(results[problem], mine), _times(results[problem], peer)
     if not ours or len(ours) != len(theirs):
         return None
-    return statistics.median(a / b for a, b in zip(ours, theirs, strict=True))
+    return paired_median(ours, theirs)
 
 
 def target_lines(

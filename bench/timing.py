@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Measurement", "Runner", "machine_facts", "measure", "pin_threads"]
+__all__ = ["Measurement", "Runner", "machine_facts", "measure", "paired_median", "pin_threads"]
 
 
 @dataclass
@@ -56,6 +56,15 @@ class Measurement:
     @property
     def median(self) -> float | None:
         return statistics.median(self.times) if self.times else None
+
+
+def paired_median(numerators: Sequence[float], denominators: Sequence[float]) -> float:
+    """Median over rounds of each round's ratio (both timed in the same rounds).
+
+    Two fits of a round ran moments apart, so the machine's slow drifts (other tenants,
+    frequency changes) cancel in each round's ratio; a ratio of medians does not pair them.
+    """
+    return statistics.median(a / b for a, b in zip(numerators, denominators, strict=True))
 
 
 def _quiet_fit(runner: Runner) -> tuple[np.ndarray, int | None, int | None]:

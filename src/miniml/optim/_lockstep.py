@@ -33,7 +33,12 @@ import optax
 
 from miniml.errors import PerformanceWarning
 
-__all__ = ["VERIFIED_OPTAX_VERSIONS", "lockstep_unavailable", "scale_by_lockstep_zoom_linesearch"]
+__all__ = [
+    "VERIFIED_OPTAX_VERSIONS",
+    "lockstep_unavailable",
+    "optax_zoom_linesearch",
+    "scale_by_lockstep_zoom_linesearch",
+]
 
 VERIFIED_OPTAX_VERSIONS = ("0.2.8",)
 """optax versions whose zoom line search the trial steps below transcribe
@@ -61,6 +66,14 @@ def lockstep_unavailable() -> str | None:
     return None
 
 
+def optax_zoom_linesearch(max_linesearch_steps: Any) -> optax.GradientTransformationExtraArgs:
+    """optax's zoom line search as single `LBFGS` fits run it: the search the lockstep
+    one reproduces, and its fallback."""
+    return optax.scale_by_zoom_linesearch(
+        max_linesearch_steps=max_linesearch_steps, initial_guess_strategy="one"
+    )
+
+
 _INCREASE_FACTOR = 2.0
 """optax's ``increase_factor``: the interval search doubles the step."""
 
@@ -68,8 +81,8 @@ _INCREASE_FACTOR = 2.0
 def scale_by_lockstep_zoom_linesearch(
     max_linesearch_steps: Any,
 ) -> optax.GradientTransformationExtraArgs:
-    """`optax.scale_by_zoom_linesearch` (``initial_guess_strategy="one"``, default
-    criteria) whose rounds make one evaluation each, also under `jax.vmap`.
+    """`optax_zoom_linesearch` whose rounds make one evaluation each, also under
+    `jax.vmap`.
 
     ``update`` takes the keyword arguments ``value``, ``grad`` and ``value_fn`` (a
     function of the parameters only) as optax's does, and ``active``: False skips the
@@ -78,9 +91,7 @@ def scale_by_lockstep_zoom_linesearch(
     Where `lockstep_unavailable` gives a reason, it warns and returns optax's own search,
     whose ``update`` accepts ``active`` and ignores it.
     """
-    reference = optax.scale_by_zoom_linesearch(
-        max_linesearch_steps=max_linesearch_steps, initial_guess_strategy="one"
-    )
+    reference = optax_zoom_linesearch(max_linesearch_steps)
     reason = lockstep_unavailable()
     if reason is not None:
         warnings.warn(

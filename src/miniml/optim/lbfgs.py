@@ -45,7 +45,7 @@ from jax import Array as JXArray
 
 from miniml.errors import ConvergenceWarning, MiniMLError, NonFiniteWarning
 from miniml.objective import Objective
-from miniml.optim._lockstep import scale_by_lockstep_zoom_linesearch
+from miniml.optim._lockstep import optax_zoom_linesearch, scale_by_lockstep_zoom_linesearch
 from miniml.optim.base import MiniMLOptimizer, OptimizerResult, Problem
 
 __all__ = ["LBFGS", "loop_functions"]
@@ -356,12 +356,8 @@ def _compiled_loop(problem: Problem, memory_size: int, length: int) -> tuple[Any
 
 
 def _solver(max_linesearch_steps: JXArray, memory_size: int, lockstep: bool) -> Any:
-    if lockstep:
-        linesearch = scale_by_lockstep_zoom_linesearch(max_linesearch_steps)
-    else:
-        linesearch = optax.scale_by_zoom_linesearch(
-            max_linesearch_steps=max_linesearch_steps, initial_guess_strategy="one"
-        )
+    search = scale_by_lockstep_zoom_linesearch if lockstep else optax_zoom_linesearch
+    linesearch = search(max_linesearch_steps)
     return optax.lbfgs(memory_size=memory_size, linesearch=linesearch)
 
 
