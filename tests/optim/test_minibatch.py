@@ -338,6 +338,60 @@ def test_a_raw_optax_transformation_is_an_optimizer():
     assert result.history.column("learning_rate") == [0.02, 0.02]
 
 
+def test_optax_transformations_with_extra_arguments_get_the_batch_objective():
+    """``reduce_on_plateau`` reads ``value=``: the fit matches optax driven by hand with
+    the objective of each (full-batch) step, and the plateau did lower the scale."""
+    X, y = _regression(3)
+    model = LinearModel(3, 2)
+    model.randomize(seed=0)
+    theta = np.asarray(model.get_buffer())
+
+    def objective(theta):  # sum of squared errors, W (3, 2) row-major, then b
+        return jnp.sum((X @ theta[:6].reshape(3, 2) + theta[6:] - y) ** 2)
+
+    def transformation():
+        return optax.chain(optax.sgd(2e-3), optax.contrib.reduce_on_plateau(patience=2))
+
+    tx = transformation()
+
+    @jax.jit
+    def step(theta, state):
+        value, grad = jax.value_and_grad(objective)(theta)
+        updates, state = tx.update(grad, state, theta, value=value)
+        return optax.apply_updates(theta, updates), state
+
+    state = tx.init(theta)
+    for _ in range(40):
+        theta, state = step(theta, state)
+    assert float(state[1].scale) < 1.0  # the plateau rule acted
+    model.fit(X, y, reg_lambda=0.0, optimizer=transformation(), epochs=40)
+    np.testing.assert_allclose(model.get_buffer(), theta, rtol=1e-12)
+
+
+def test_optax_transformations_that_need_the_objective_function_are_refused():
+    X, y = _regression(3)
+    model = LinearModel(3, 2)
+    model.randomize(seed=0)
+    start = np.asarray(model.get_buffer())
+    with pytest.raises(MiniMLError, match=r"fit: the optax transformation needs more.*value_fn"):
+        model.fit(X, y, optimizer=optax.lbfgs(), epochs=2, batch_size=16)
+    np.testing.assert_array_equal(model.get_buffer(), start)
+
+
+def test_rejections_before_the_last_epoch_are_not_counted_in_it():
+    """SGD with lr=1 diverges: a few steps are rejected in one epoch, and every step of
+    the next, which ends the fit; the message splits the count accordingly."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(12, 2))
+    model = LinearModel(2, 1, bias=False)
+    model.randomize(seed=0)
+    with pytest.warns(NonFiniteWarning):
+        result = model.fit(X, X @ np.array([[1.0], [-2.0]]), reg_lambda=0.0,
+                           optimizer=SGD(lr=1.0), epochs=50, batch_size=3)  # fmt: skip
+    assert "6 step(s) were rejected" in result.message
+    assert "(4 of them in the last epoch, which had no accepted step" in result.message
+
+
 def test_miniml_adam_stops_at_its_tolerance():
     X, y = _regression(2)
     model = LinearModel(3, 2)

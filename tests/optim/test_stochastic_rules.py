@@ -294,12 +294,21 @@ def test_bad_hyperparameters_are_rejected_at_construction(case):
 
 
 @pytest.mark.parametrize(
-    ("attribute", "value", "fragment"),
-    [("lr", -1e-3, "Adam: lr must be >= 0"), ("beta2", 1.0, "Adam: beta2 must lie in [0, 1)")],
-    ids=["lr", "beta2"],
+    ("make", "attribute", "value", "fragment"),
+    [
+        (lambda: Adam(lr=1e-3), "lr", -1e-3, "Adam: lr must be >= 0"),
+        (lambda: Adam(lr=1e-3), "beta2", 1.0, "Adam: beta2 must lie in [0, 1)"),
+        (AdamOptimizer, "maxiter", 0, "AdamOptimizer: maxiter must be a positive int, got 0"),
+        (AdamWOptimizer, "maxiter", 2.5, "AdamWOptimizer: maxiter must be a positive int"),
+        (AdamOptimizer, "tol", -1.0, "AdamOptimizer: tol must be >= 0"),
+        (AdamWOptimizer, "tol", float("nan"), "AdamWOptimizer: tol must be"),
+    ],
+    ids=["lr", "beta2", "adam-maxiter", "adamw-maxiter", "adam-tol", "adamw-tol-nan"],
 )
-def test_hyperparameters_changed_after_construction_are_checked_by_fit(attribute, value, fragment):
-    optimizer = Adam(lr=1e-3)
+def test_hyperparameters_changed_after_construction_are_checked_by_fit(
+    make, attribute, value, fragment
+):
+    optimizer = make()
     setattr(optimizer, attribute, value)
     model = LinearModel(2, 1)
     model.bind()

@@ -58,12 +58,16 @@ class _MiniMLAdam(RuleOptimizer):
             "weight_decay": check_nonnegative(self.weight_decay, owner, "weight_decay"),
         }
 
+    # Checked again at every fit, like the rule's arguments: a value set after
+    # construction (opt.maxiter = 0) must not train nothing and report success.
     def _epoch_budget(self, options: Any, n_batches: int) -> tuple[int, int | None]:
-        epochs = options.epochs or math.ceil(self.maxiter / n_batches)
-        return epochs, self.maxiter
+        maxiter = check_positive_int(self.maxiter, type(self).__name__, "maxiter")
+        epochs = options.epochs or math.ceil(maxiter / n_batches)
+        return epochs, maxiter
 
     def _tolerance(self) -> tuple[float, Callable[[Any], Any] | None]:
-        return (self.tol, first_moment_norm) if self.tol > 0 else (0.0, None)
+        tol = check_nonnegative(self.tol, type(self).__name__, "tol")
+        return (tol, first_moment_norm) if tol > 0 else (0.0, None)
 
     def _public_arguments(self) -> dict[str, Any]:
         return {"alpha": self.alpha, "beta_1": self.beta_1, "beta_2": self.beta_2,

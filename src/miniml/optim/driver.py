@@ -52,6 +52,7 @@ class RunOutcome:
     converged: bool = False  # the tolerance was reached
     stopped: bool = False  # a callback asked to stop
     all_rejected: bool = False  # the run ended on an epoch without an accepted step
+    rejected_at_end: int = 0  # rejected steps of that epoch
     undone: bool = False  # an epoch ended with non-finite values and was rolled back
     learning_rate: float | None = None  # of the last accepted step
     first_rejection: tuple[int, int] | None = None  # (epoch, step) of the first, from 1
@@ -164,6 +165,7 @@ def _finish_epoch(
     problem.n_grad += n_accepted + stats.n_rejected
     if n_accepted == 0:
         outcome.all_rejected = stats.n_rejected > 0
+        outcome.rejected_at_end = stats.n_rejected
         return True
     outcome.theta, outcome.prev_theta = theta, outcome.theta
     outcome.epochs += 1

@@ -230,6 +230,25 @@ def _all_finite(tree: Any) -> Any:
     return jnp.isfinite(sum(squares)) if squares else jnp.bool_(True)
 
 
+def _update_with_loss(tx: Any, grad: Any, state: Any, theta: Any, loss: Any) -> Any:
+    """``tx.update``; transformations that take extra arguments (optax's
+    ``GradientTransformationExtraArgs``: `optax.contrib.reduce_on_plateau`,
+    `optax.polyak_sgd`, ...) also get ``value=``, the step's batch objective."""
+    if not isinstance(tx, optax.GradientTransformationExtraArgs):
+        return tx.update(grad, state, theta)
+    try:
+        return tx.update(grad, state, theta, value=loss)
+    except TypeError as err:
+        if "required keyword-only argument" not in str(err):
+            raise
+        raise MiniMLError(
+            f"fit: the optax transformation needs more than the step's gradient and "
+            f"objective value (optax said: {err}). Mini-batch steps pass value= only; "
+            "transformations with a line search (optax.lbfgs, scale_by_zoom_linesearch) "
+            "need the full objective: use optimizer=LBFGS() or a SciPy method instead."
+        ) from err
+
+
 def _epoch_function(
     raw_value: Callable[..., Any],
     program: UpdateProgram,
@@ -245,12 +264,12 @@ def _epoch_function(
     ) -> tuple[EpochCarry, Any]:  # fmt: skip
         tx = program.make(values)
 
-        def update(args: tuple[Any, Any, Any]) -> tuple[Any, Any]:
-            grad, state, theta = args
-            updates, new_state = tx.update(grad, state, theta)
+        def update(args: tuple[Any, Any, Any, Any]) -> tuple[Any, Any]:
+            grad, state, theta, loss = args
+            updates, new_state = _update_with_loss(tx, grad, state, theta, loss)
             return optax.apply_updates(theta, updates), new_state
 
-        def keep(args: tuple[Any, Any, Any]) -> tuple[Any, Any]:
+        def keep(args: tuple[Any, Any, Any, Any]) -> tuple[Any, Any]:
             return args[2], args[1]
 
         epoch_key = jax.random.fold_in(hyper.rng_key, epoch_index)
@@ -281,7 +300,7 @@ def _epoch_function(
             active = jnp.logical_not(c.done) & (c.step < max_steps)
             accept = active & jnp.isfinite(loss) & _all_finite(grad)
             # lax.cond, not a select: a skipped update costs nothing (cheap on CPU).
-            theta, state = jax.lax.cond(accept, update, keep, (grad, c.opt_state, c.theta))
+            theta, state = jax.lax.cond(accept, update, keep, (grad, c.opt_state, c.theta, loss))
             done = c.done
             if tol_measure is not None:
                 done = done | (accept & (tol_measure(state) < tol))

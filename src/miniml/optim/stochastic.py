@@ -180,7 +180,13 @@ class StochasticOptimizer(MiniMLOptimizer):
             text = f"the objective at the last point is not finite; {note}"
             problems.append((text, NonFiniteWarning))
         if outcome.n_rejected:
-            ended = " (all in the last epoch, which ended the fit)" if outcome.all_rejected else ""
+            ended = ""
+            if outcome.all_rejected:
+                which = ("all" if outcome.rejected_at_end == outcome.n_rejected
+                         else f"{outcome.rejected_at_end} of them")  # fmt: skip
+                ended = (
+                    f" ({which} in the last epoch, which had no accepted step and ended the fit)"
+                )
             cause = (
                 "an epoch ended with non-finite parameters or optimizer state and was undone"
                 if outcome.undone
