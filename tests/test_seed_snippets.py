@@ -120,6 +120,38 @@ def test_pre_fit_parameters_stay_fixed():
     assert float(model.slope.value[0, 0]) == pytest.approx(least_squares, rel=1e-6)
 
 
+@pytest.mark.parametrize("optimizer", ["L-BFGS-B", "LBFGS", "Adam"])
+def test_pre_fit_may_fix_every_parameter(optimizer):
+    """A closed form computed in _pre_fit leaves nothing to optimize: the fit succeeds
+    with zero iterations (as miniml-jax reports it) and the model keeps the closed form."""
+    from miniml.optim import LBFGS, Adam
+
+    class ClosedForm(MiniMLModel):
+        def __init__(self):
+            self.w = MiniMLParam((2, 1))
+            super().__init__()
+
+        def _pre_fit(self, X, y):
+            self.set_params({"w": np.linalg.lstsq(np.asarray(X), np.asarray(y), rcond=None)[0]})
+            return {"w"}
+
+        def _predict_kernel(self, X, buffer):
+            return X @ self.w(buffer)
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30, 2))
+    y = X @ np.array([[1.0], [-2.0]]) + 0.1 * rng.normal(size=(30, 1))
+    model = ClosedForm()
+    model.randomize(seed=0)
+    chosen = {"L-BFGS-B": "L-BFGS-B", "LBFGS": LBFGS(), "Adam": Adam()}[optimizer]
+    res = model.fit(X, y, reg_lambda=0.0, optimizer=chosen)
+    w = np.linalg.lstsq(X, y, rcond=None)[0]
+    assert res.success and res.n_iterations == 0 and len(res.history) == 0
+    assert "No parameters left to fit after pre-fitting" in res.message
+    np.testing.assert_array_equal(np.asarray(model.w.value), w)
+    assert res.loss == pytest.approx(float(np.sum((X @ w - y) ** 2)), rel=1e-12)
+
+
 def test_batch_fitting_recipe(count_compilations):
     from miniml.optim.scipy import ScipyOptimizer
 

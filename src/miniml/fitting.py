@@ -372,7 +372,6 @@ def fit_model(
         raise MiniMLError(f"{where}: stage_hook must be callable, got {stage_hook!r}.")
     model.bind()
     frozen = _frozen_names(model, model._pre_fit(X_data, y_data), where)
-    _check_all_frozen(model, frozen, where)
     _check_prediction_shape(model, X_data, y_data, static, where)
     validator = None
     if validation_data is not None:
@@ -399,7 +398,6 @@ def fit_model(
                 chosen = stage_hook(model, index, results[-1][1])
                 if chosen is not None:
                     frozen = _frozen_names(model, chosen, where)
-                    _check_all_frozen(model, frozen, where)
             stage_options, chunk = options, None
             if not stochastic[index]:
                 # batch_size chunks a full-batch stage only when no stage uses it
@@ -442,13 +440,6 @@ def _warn_if_zero_start_is_stuck(
             "optimizers may never move them. Call model.randomize(seed=...) before fit.",
             UserWarning,
             stacklevel=3,
-        )
-
-
-def _check_all_frozen(model: MiniMLModel, frozen: frozenset[str], where: str) -> None:
-    if len(frozen) == len(model.params):
-        raise MiniMLError(
-            f"{where}: every parameter is fixed ({sorted(frozen)}); nothing is left to optimize."
         )
 
 
@@ -525,6 +516,15 @@ class _StageRunner:
         # Stochastic stages gather batches from the (sharded) rows: never chunked.
         chunk = None if optimizer.stochastic else self.effective_chunk(chunk)
         self.last_chunk = chunk
+        if len(frozen) == len(model.params):
+            # _pre_fit (or a stage hook) fixed every parameter, e.g. from a closed form:
+            # a successful stage with nothing to do, as miniml-jax reports it.
+            return OptimizerResult(
+                x=model.get_buffer(copy=False),
+                fun=self.objective_at(model.get_buffer(copy=False)),
+                success=True,
+                message="No parameters left to fit after pre-fitting (every parameter is fixed).",
+            )
         objective = objective_for(model, frozen, self.static, chunk)
         buffer = model.get_buffer(copy=False)
         trainable = objective.trainable
