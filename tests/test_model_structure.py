@@ -279,6 +279,36 @@ def test_predict_does_not_recompile_when_values_change(count_compilations):
     assert c.n == 0
 
 
+def test_a_model_fitted_on_floats_predicts_on_integer_inputs():
+    m = Affine(3, 1)
+    m.randomize(seed=0)
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(20, 3))
+    m.fit(X, X.sum(axis=1, keepdims=True), reg_lambda=0.0)
+    W, b = np.asarray(m.W.value), np.asarray(m.b.value)
+    ints = [[1, 2, 3], [-4, 0, 7]]
+    np.testing.assert_allclose(m.predict(ints), np.asarray(ints, float) @ W + b, rtol=1e-14)
+    np.testing.assert_array_equal(m.predict(np.asarray(ints, np.int32)), m.predict(ints))
+
+
+def test_a_model_fitted_on_integers_refuses_float_inputs_naming_the_dtypes():
+    class Lookup(MiniMLModel):  # integer codes index a table: floats would be wrong
+        def __init__(self):
+            self.table = MiniMLParam((4, 1))
+            super().__init__()
+
+        def _predict_kernel(self, X, buffer):
+            return self.table(buffer)[X[:, 0]]
+
+    m = Lookup()
+    m.bind()
+    codes = np.array([[0], [1], [2], [3], [1]])
+    m.fit(codes, np.array([[1.0], [2.0], [3.0], [4.0], [2.0]]), reg_lambda=0.0)
+    with pytest.raises(MiniMLError, match=r"a float64 input where the fit had int64.*np\.asarray"):
+        m.predict(np.array([[0.0]]))
+    np.testing.assert_allclose(m.predict(np.array([[2]], np.int64)), [[3.0]], rtol=1e-5)
+
+
 def test_activity_regularization_enters_the_objective():
     class Sparse(MiniMLModel):
         def __init__(self):
@@ -394,3 +424,77 @@ def test_split_parameter_views_give_the_same_values_and_gradients():
     assert "concatenate" in str(jax.make_jaxpr(jax.grad(viewed))(buffer))
     assert "concatenate" not in str(jax.make_jaxpr(jax.grad(plain))(buffer))
     assert "concatenate" not in str(jax.make_jaxpr(jax.grad(lambda b: viewed(b, True)))(buffer))
+
+
+class _Standardized(MiniMLModel):
+    """``(X - mean_) @ w + b`` with ``mean_`` set from the data by ``_pre_fit``."""
+
+    def __init__(self, scale=1.0):
+        self.w = MiniMLParam((1, 1))
+        self.b = MiniMLParam((1,))
+        self.scale = scale
+        super().__init__()
+
+    def _pre_fit(self, X, y):
+        self.mean_ = jnp.mean(X, axis=0)
+        return set()
+
+    def _predict_kernel(self, X, buffer):
+        return self.scale * ((X - self.mean_) @ self.w(buffer) + self.b(buffer))
+
+
+def test_attributes_set_after_compiling_are_used_by_the_next_fit_and_predict():
+    """Compiled code holds attributes as constants: a new mean from _pre_fit or a new
+    scale must reach the next fit and predict, not the values of the first trace."""
+    rng = np.random.default_rng(0)
+    model = _Standardized()
+    model.randomize(seed=0)
+    X = rng.normal(size=(50, 1))
+    model.fit(X, 2 * X + 1, reg_lambda=0.0)
+    X2 = rng.normal(size=(50, 1)) + 100.0
+    model.fit(X2, 2 * X2 + 1, reg_lambda=0.0)
+    assert float(model.mean_[0]) == pytest.approx(X2.mean(), rel=1e-14)
+    assert float(model.predict(np.array([[100.0]]))[0, 0]) == pytest.approx(201.0, rel=1e-9)
+    before = float(model.predict(np.array([[101.0]]))[0, 0])
+    model.scale = 10.0
+    assert float(model.predict(np.array([[101.0]]))[0, 0]) == pytest.approx(10 * before, rel=1e-14)
+
+
+def test_reassigning_an_equal_attribute_keeps_the_compiled_functions(count_compilations):
+    rng = np.random.default_rng(1)
+    model = _Standardized()
+    model.randomize(seed=0)
+    X = rng.normal(size=(50, 1))
+    model.fit(X, 3 * X, reg_lambda=0.0)
+    model.predict(X)
+    with count_compilations() as counted:
+        model.fit(X, 3 * X, reg_lambda=0.0)  # _pre_fit stores an equal mean_ again
+        model.scale = 1.0
+        model.predict(X)
+    assert counted.n == 0
+
+
+def test_a_child_attribute_change_reaches_the_parent_compiled_predict():
+    class Scaled(MiniMLModel):
+        def __init__(self):
+            self.inner = Affine(2, 1)
+            self.factor = 1.0
+            super().__init__()
+
+        def _predict_kernel(self, X, buffer):
+            return self.factor * self.inner._predict_kernel(X, buffer)
+
+    class Outer(MiniMLModel):
+        def __init__(self):
+            self.body = Scaled()
+            super().__init__()
+
+        def _predict_kernel(self, X, buffer):
+            return self.body._predict_kernel(X, buffer)
+
+    model = Outer()
+    model.randomize(seed=0)
+    X = np.ones((3, 2))
+    first = np.asarray(model.predict(X))
+    model.body.factor = -2.0
+    np.testing.assert_allclose(model.predict(X), -2.0 * first, rtol=1e-14)

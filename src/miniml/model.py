@@ -46,6 +46,35 @@ __all__ = [
 ]
 
 
+_BOOKKEEPING = frozenset({"_buffer", "_compiled", "_pending_child_buffers"})
+"""Attributes MiniML itself sets on a model after construction; compiled code never
+reads them as constants (the buffer is an argument)."""
+
+_MISSING = object()
+_COMPARED_ELEMENTS = 1_000_000
+"""Arrays up to this size are compared by value when reassigned (a ``_pre_fit`` that
+stores the same mean again keeps the compiled functions); larger ones count as changed."""
+
+
+def _same_value(old: Any, new: Any) -> bool:
+    """Whether assigning ``new`` over ``old`` leaves what compiled code saw unchanged."""
+    if old is new:
+        return True
+    if old is _MISSING:
+        return False
+    arrays = (np.ndarray, jax.Array, np.generic)
+    try:
+        if isinstance(old, arrays) or isinstance(new, arrays):
+            if not (isinstance(old, arrays) and isinstance(new, arrays)):
+                return False
+            if old.shape != new.shape or old.dtype != new.dtype or old.size > _COMPARED_ELEMENTS:
+                return False
+            return bool(np.array_equal(np.asarray(old), np.asarray(new)))
+        return type(old) is type(new) and bool(old == new)
+    except Exception:  # no usable == (or a device array the host cannot read): changed
+        return False
+
+
 class MiniMLModel(ABC):
     """Base class of every MiniML model.
 
@@ -188,7 +217,26 @@ class MiniMLModel(ABC):
                 "super().__init__() ran; declare every parameter and child model before "
                 "calling super().__init__() at the end of __init__."
             )
+        if (
+            getattr(self, "_miniml_initialized", False)
+            and name not in _BOOKKEEPING
+            and not name.startswith("_miniml_")
+            and not _same_value(vars(self).get(name, _MISSING), value)
+        ):
+            self._forget_compiled()
         object.__setattr__(self, name, value)
+
+    def _forget_compiled(self) -> None:
+        """Drop the compiled functions of this model and of the models containing it.
+
+        They were traced with the attributes' values of the time (a scale, a mean set
+        by ``_pre_fit``, the loss), which the compiled code holds as constants.
+        """
+        model: MiniMLModel | None = self
+        while model is not None:
+            if "_compiled" in vars(model):
+                object.__setattr__(model, "_compiled", {})
+            model = model._miniml_parent
 
     def _require_initialized(self, where: str) -> None:
         if not vars(self).get("_miniml_initialized", False):

@@ -57,16 +57,40 @@ def compiled_predict(model: MiniMLModel, static: tuple) -> Callable[..., Any]:
     return fn
 
 
+def _conformed(data: Any, expected: Any, where: str) -> Any:
+    """``data`` with integer leaves cast to the floating dtype the fit saw there (a model
+    fitted on floats predicts on ``[[1, 2, 3]]``); any other difference is an error."""
+    treedef, fitted = expected
+    leaves, given = jax.tree.flatten(data)
+    fitted_like = f"the model was fitted on X like {describe_signature(expected)}"
+    if given != treedef or any(
+        tuple(leaf.shape[1:]) != shape for leaf, (shape, _) in zip(leaves, fitted, strict=True)
+    ):
+        raise MiniMLError(
+            f"{where}: {fitted_like} (shapes after the sample axis must match), but got X "
+            f"like {describe(data)}."
+        )
+    cast = []
+    for leaf, (_, dtype) in zip(leaves, fitted, strict=True):
+        if leaf.dtype != dtype:
+            if dtype.kind != "f" or np.dtype(leaf.dtype).kind not in "biu":
+                raise MiniMLError(
+                    f"{where}: {fitted_like}, but got X like {describe(data)}: a {leaf.dtype} "
+                    f"input where the fit had {dtype}. Pass the inputs with the dtypes of the "
+                    f"fit, e.g. np.asarray(X, {dtype.name})."
+                )
+            leaf = leaf.astype(dtype)
+        cast.append(leaf)
+    return jax.tree.unflatten(treedef, cast)
+
+
 def predict_model(model: MiniMLModel, X: Any, kwargs: dict[str, Any]) -> Any:
     where = f"{type(model).__name__}.predict"
     model._require_bound("predict")
     data, _ = as_data(X, "X", where, model.dtype)
     expected = vars(model).get("_miniml_input_signature")
     if expected is not None and signature_of(data) != expected:
-        raise MiniMLError(
-            f"{where}: the model was fitted on X like {describe_signature(expected)} (shapes "
-            f"after the sample axis must match), but got X like {describe(data)}."
-        )
+        data = _conformed(data, expected, where)
     dynamic, static = split_kwargs(kwargs, where)
     fn = compiled_predict(model, static)
     try:
