@@ -141,3 +141,37 @@ def test_chunk_size_chunks_the_full_batch_stage_of_a_staged_fit(monkeypatch):
 
 def test_batch_size_chunks_a_full_batch_only_fit(monkeypatch):
     assert _chunks_used(monkeypatch, optimizer=ScipyOptimizer("L-BFGS-B"), batch_size=64)[0] == 64
+
+
+def test_each_chunk_draws_its_own_random_numbers():
+    """A model that masks its inputs at random (as dropout does): each chunk gets the
+    fit's key folded with its index (chunk 0 the key itself), so the masks of the four
+    chunks differ, and one chunk is exactly the direct evaluation."""
+    from miniml import MiniMLModel, MiniMLParam, PredictMode
+
+    class RandomMask(MiniMLModel):
+        def __init__(self):
+            self.w = MiniMLParam((1,))
+            super().__init__()
+
+        def _predict_kernel(self, X, buffer, rng_key=None, mode=PredictMode.INFERENCE):
+            keep = jax.random.bernoulli(rng_key, 0.5, X.shape)
+            return jnp.where(keep, X, 0.0) * self.w(buffer)
+
+    model = RandomMask()
+    model.bind()
+    model.set_buffer(jnp.ones(1))
+    X = jnp.ones((40, 3))
+    data = (X, jnp.zeros((40, 3)))
+    _, _, hyper = _setup(squared_error_loss)
+    theta = model.get_buffer()
+    key = hyper.rng_key
+    keys = [key] + [jax.random.fold_in(key, c) for c in range(1, 4)]
+    masks = [np.asarray(jax.random.bernoulli(k, 0.5, (10, 3))) for k in keys]
+    assert len({m.tobytes() for m in masks}) == 4
+    chunked = objective_for(model, frozenset(), (), 10)
+    value = chunked.value(theta, None, chunk_data(data, 40, 10), hyper)
+    assert float(value) == sum(int(m.sum()) for m in masks)
+    direct = objective_for(model, frozenset(), ()).value(theta, None, data, hyper)
+    one_chunk = objective_for(model, frozenset(), (), 40)
+    assert float(one_chunk.value(theta, None, chunk_data(data, 40, 40), hyper)) == float(direct)

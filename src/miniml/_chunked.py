@@ -10,6 +10,12 @@ Exactness needs a loss that is a sum or a mean of per-sample terms, which every 
 of `miniml.loss` is: a chunk's rows are scored one by one (``loss(y[i:i+1],
 y_pred[i:i+1])``), masked, and added up; a mean loss is divided by the number of real
 rows at the end. The penalty is added once, outside the scan.
+
+A model that draws random numbers in training mode (``rng_key``: dropout, noise) gets
+its own key per chunk, the fit's key folded with the chunk's index (chunk 0 keeps the
+fit's key, so a one-chunk evaluation is the direct one): every row is drawn from the
+same distribution as in the direct evaluation, but not with the same draws, so such
+objectives are not equal chunked and unchunked.
 """
 
 from __future__ import annotations
@@ -65,12 +71,13 @@ def chunked_functions(
         return theta if trainable is None else base.at[trainable].set(theta)  # type: ignore[union-attr]
 
     def chunk_term(theta: JXArray, base: Any, chunk: Any, hyper: Hyper) -> JXArray:
-        X, y, mask = chunk
+        (X, y, mask), index = chunk
+        # One key per chunk: the same key would repeat every chunk's random draws.
+        key = jax.lax.select(index == 0, hyper.rng_key, jax.random.fold_in(hyper.rng_key, index))
         buffer = full_buffer(theta, base)
         with split_parameter_views(buffer, model):
-            out = model._predict_kernel(
-                X, buffer, rng_key=hyper.rng_key, mode=PredictMode.TRAIN, **static_kwargs
-            )
+            out = model._predict_kernel(X, buffer, rng_key=key, mode=PredictMode.TRAIN,
+                                        **static_kwargs)  # fmt: skip
         y_pred, activity = split_kernel_output(out)
         if activity is not None:
             raise MiniMLError(
@@ -79,6 +86,10 @@ def chunked_functions(
             )
         rows = jax.vmap(lambda t, p: loss(t[None], p[None]))(y, y_pred)
         return jnp.sum(jnp.where(mask, rows, 0.0))
+
+    def indexed(data: Any) -> tuple[Any, JXArray]:
+        """The chunks with their indices, for `jax.lax.scan`."""
+        return data, jnp.arange(data[2].shape[0], dtype=jnp.uint32)
 
     def scale(data: Any, hyper: Hyper) -> JXArray:
         mask = data[2]
@@ -94,7 +105,7 @@ def chunked_functions(
         def body(total: JXArray, chunk: Any) -> tuple[JXArray, None]:
             return total + chunk_term(theta, base, chunk, hyper), None
 
-        total, _ = jax.lax.scan(body, jnp.zeros((), theta.dtype), data)
+        total, _ = jax.lax.scan(body, jnp.zeros((), theta.dtype), indexed(data))
         return (scale(data, hyper) * total + penalty(theta, base, hyper)).reshape(())
 
     def value_and_grad(theta: JXArray, base: Any, data: Any, hyper: Hyper) -> Any:
@@ -105,7 +116,7 @@ def chunked_functions(
             return (carry[0] + v, carry[1] + g), None
 
         start = (jnp.zeros((), theta.dtype), jnp.zeros_like(theta))
-        (total, grad), _ = jax.lax.scan(body, start, data)
+        (total, grad), _ = jax.lax.scan(body, start, indexed(data))
         factor = scale(data, hyper)
         p_value, p_grad = jax.value_and_grad(penalty)(theta, base, hyper)
         return (factor * total + p_value).reshape(()), factor * grad + p_grad
@@ -118,7 +129,7 @@ def chunked_functions(
             product = jax.jvp(lambda t: chunk_grad(t, base, chunk, hyper), (theta,), (vector,))[1]
             return acc + product, None
 
-        total, _ = jax.lax.scan(body, jnp.zeros_like(theta), data)
+        total, _ = jax.lax.scan(body, jnp.zeros_like(theta), indexed(data))
         p_hvp = jax.jvp(lambda t: penalty_grad(t, base, hyper), (theta,), (vector,))[1]
         return scale(data, hyper) * total + p_hvp
 
