@@ -52,7 +52,7 @@ def test_fit_rejects_bad_data(X_bad, y_bad, match):
     assert "LinearModel.fit" in str(info.value)
 
 
-@pytest.mark.parametrize("reg_lambda", [-1.0, float("nan"), "strong"])
+@pytest.mark.parametrize("reg_lambda", [-1.0, float("nan"), "strong", "1", True])
 def test_fit_rejects_bad_reg_lambda(reg_lambda):
     with pytest.raises(MiniMLError, match="reg_lambda"):
         fitted().fit(X, Y, reg_lambda=reg_lambda)
@@ -224,6 +224,12 @@ BAD_FIT_OPTIONS = {
     "epochs-bool": ({"epochs": True}, "epochs must be a positive int"),
     "chunk-size": ({"chunk_size": -3}, "chunk_size must be a positive int, got -3"),
     "validation-freq": ({"validation_freq": 0}, "validation_freq must be an int >= 1, got 0"),
+    "validation-freq-bool": ({"validation_freq": True}, "validation_freq must be an int >= 1"),
+    "validation-freq-numpy-bool": (
+        {"validation_freq": np.True_},
+        "validation_freq must be an int >= 1, got np.True_",
+    ),
+    "validation-freq-float": ({"validation_freq": 2.0}, "validation_freq must be an int >= 1"),
     "seed": ({"seed": "x"}, "seed must be an int in [0, 2**63), got 'x'"),
     "seed-negative": ({"seed": -1}, "seed must be an int in [0, 2**63), got -1"),
     "seed-too-large": ({"seed": 2**63}, "seed must be an int in [0, 2**63)"),
@@ -243,6 +249,18 @@ def test_bad_fit_options_are_rejected(case):
     assert str(info.value).startswith("LinearModel.fit: ")
     assert fragment in str(info.value)
     np.testing.assert_array_equal(np.asarray(model.get_buffer()), before)
+
+
+@pytest.mark.parametrize(
+    "freq", [np.int64(2), np.int32(2), np.uint8(2)], ids=["int64", "int32", "uint8"]
+)
+def test_validation_freq_accepts_numpy_integers(freq):
+    # as epochs, batch_size and chunk_size do: a numpy integer is an int.
+    model = fitted()
+    res = model.fit(X, Y, validation_data=(X, Y), validation_freq=freq)
+    val_loss = res.history.column("val_loss")
+    assert len(val_loss) >= 2
+    assert [v is not None for v in val_loss] == [i % 2 == 0 for i in range(1, len(val_loss) + 1)]
 
 
 def test_unknown_fit_options_are_rejected():

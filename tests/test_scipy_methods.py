@@ -4,8 +4,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import scipy.optimize
 
 from miniml import ConvergenceWarning, MiniMLError, MiniMLModel, MiniMLParam
+from miniml.callbacks import EarlyStopping, LambdaCallback
 from miniml.loss import LNormRegularization, squared_error_loss
 from miniml.objective import Hyper, objective_for
 from miniml.optim import METHODS, ScipyOptimizer
@@ -233,3 +235,134 @@ def test_scipy_gets_exactly_the_fused_value_and_gradient(make_model, monkeypatch
         assert isinstance(value, float) and value == float(expected_value)
         assert grad.dtype == np.float64
         np.testing.assert_array_equal(grad, np.asarray(expected_grad, np.float64))
+
+
+BOUNDED_METHODS = sorted(m for m, needs in METHODS.items() if needs.bounds)
+
+
+@pytest.mark.parametrize("method", BOUNDED_METHODS)
+def test_bounds_that_fix_an_entry_work_for_every_bounded_method(method):
+    # low == high fixes an entry; SciPy drops such entries from TNC's problem and wraps
+    # its callback, which used to crash the fit with an AttributeError.
+    rng = np.random.default_rng(4)
+    A, b = rng.normal(size=(30, 3)), rng.normal(size=(30, 1))
+    model = LinearModel(3, 1)
+    model.set_buffer(np.array([0.0, 0.0, 0.0, 0.25]))  # a feasible start
+    optimizer = ScipyOptimizer(method, QUADRATIC_OPTIONS[method], bounds={"b": (0.25, 0.25)})
+    model.fit(A, b, reg_lambda=0.0, optimizer=optimizer)
+    # trust-constr's interior point meets the fixed value to its tolerance; the others exactly.
+    assert float(model.b.value[0]) == pytest.approx(
+        0.25, abs=1e-7 if method == "trust-constr" else 0
+    )
+    expected = np.linalg.lstsq(A, b - 0.25, rcond=None)[0]
+    tol = 1e-4 if method in DERIVATIVE_FREE else 1e-6
+    np.testing.assert_allclose(np.asarray(model.W.value), expected, atol=tol)
+
+
+X_SMALL = np.random.default_rng(6).normal(size=(20, 3))
+Y_SMALL = X_SMALL @ np.array([[3.0], [-2.0], [0.5]]) + 1.0
+
+
+# LinearModel(3, 1) trains W (3, 1) then b (1,): entry 3 of the vector is b[0].
+BAD_BOUNDS = {
+    "pairs-count": ([(0, 1)] * 3, r"bounds got 3 \(low, high\) pairs for 4 trained scalars"),
+    "pair-not-a-pair": ([(0, 1)] * 3 + [5.0], r"bounds\[3\] \(for b\[0\]\) is 5.0"),
+    "dict-shape": (
+        {"W": (np.zeros(2), None)},
+        r"bounds\['W'\] low has shape \(2,\) but parameter 'W' has shape \(3, 1\); give",
+    ),
+    "dict-not-a-pair": ({"b": 1.0}, r"bounds\['b'\] is 1.0; give a \(low, high\) pair"),
+    "dict-not-numbers": ({"b": ("zero", None)}, r"bounds\['b'\] low is 'zero'"),
+    "Bounds-size": (
+        scipy.optimize.Bounds(np.zeros(5), np.ones(5)),
+        r"bounds.lb has 5 values but this fit trains 4 scalars \(W \(3, 1\), b \(1,\)\)",
+    ),
+    "low-above-high-dict": (
+        {"W": (np.array([[0.0], [2.0], [0.0]]), 1.0)},
+        r"the bounds of W\[1, 0\] are \(low=2.0, high=1.0\); no finite value",
+    ),
+    "low-above-high-pairs": (
+        [(None, None)] * 3 + [(1.0, 0.0)],
+        r"the bounds of b\[0\] are \(low=1.0, high=0.0\)",
+    ),
+    "low-above-high-Bounds": (
+        scipy.optimize.Bounds([0, 0, 0, 3], [1, 1, 1, 2]),
+        r"the bounds of b\[0\] are \(low=3.0, high=2.0\)",
+    ),
+    "low-infinite": ({"b": (np.inf, None)}, r"b\[0\] are \(low=inf, high=inf\)"),
+    "nan-dict": (
+        {"W": (np.nan, None)},
+        r"the bounds of W\[0, 0\] are \(low=nan, high=inf\) \(and 2 more entries\); NaN",
+    ),
+    "nan-pairs": ([(None, None)] * 3 + [(0.0, float("nan"))], r"b\[0\] .* NaN is not a bound"),
+    "nan-Bounds": (
+        scipy.optimize.Bounds(np.full(4, np.nan), np.ones(4)),
+        r"W\[0, 0\] .* NaN is not a bound",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_BOUNDS))
+def test_bad_bounds_are_rejected_with_the_parameter_they_concern(case):
+    bounds, match = BAD_BOUNDS[case]
+    model = LinearModel(3, 1)
+    model.randomize(seed=0)
+    before = np.asarray(model.get_buffer()).copy()
+    with pytest.raises(MiniMLError, match=match) as info:
+        model.fit(X_SMALL, Y_SMALL, optimizer=ScipyOptimizer("L-BFGS-B", bounds=bounds))
+    assert str(info.value).startswith("ScipyOptimizer: ")
+    np.testing.assert_array_equal(np.asarray(model.get_buffer()), before)
+
+
+def test_bounds_sized_to_the_whole_model_say_pre_fit_left_parameters_out():
+    class FixedBias(LinearModel):
+        def _pre_fit(self, X, y):
+            return {"b"}
+
+    model = FixedBias(3, 1)
+    model.bind()
+    whole_model = scipy.optimize.Bounds(np.full(4, -1.0), np.full(4, 1.0))
+    with pytest.raises(
+        MiniMLError,
+        match=r"bounds.lb has 4 values but this fit trains 3 scalars \(W \(3, 1\)\); "
+        r"parameters fixed by _pre_fit or a stage hook are not part of the trained vector",
+    ):
+        model.fit(X_SMALL, Y_SMALL, optimizer=ScipyOptimizer("L-BFGS-B", bounds=whole_model))
+    trained_only = scipy.optimize.Bounds(np.full(3, -1.0), np.full(3, 1.0))
+    users_lower = trained_only.lb
+    model.fit(X_SMALL, Y_SMALL, optimizer=ScipyOptimizer("L-BFGS-B", bounds=trained_only))
+    assert np.all(np.abs(np.asarray(model.W.value)) <= 1.0)
+    assert trained_only.lb is users_lower  # SciPy replaces lb on the Bounds it is given
+
+
+@pytest.mark.parametrize("method", ALL_METHODS)
+def test_every_method_stops_cleanly_when_a_callback_asks(method):
+    # TNC's compiled wrapper re-raises a callback's StopIteration instead of ending the
+    # run (SciPy 1.17), which used to crash the fit; every method must stop the same way.
+    model = Rosenbrock(2)
+    model.bind()
+    buffers = []
+
+    def remember(state, record):
+        buffers.append(np.asarray(state.buffer).copy())
+
+    def fit(stopper):
+        buffers.clear()
+        model.set_buffer(jnp.array([-1.2, 1.0]))
+        callbacks = [LambdaCallback(on_iteration_end=remember), stopper]
+        optimizer = ScipyOptimizer(method)
+        return model.fit(np.zeros((2, 1)), np.zeros(2), optimizer=optimizer, callbacks=callbacks)
+
+    res = fit(LambdaCallback(on_iteration_end=lambda state, record: record["iteration"] == 2))
+    assert not res.success and res.message.endswith("Stopped by a callback.")
+    assert res.history.column("iteration") == [1, 2] and len(buffers) == 2
+    np.testing.assert_array_equal(np.asarray(model.get_buffer()), buffers[-1])
+    assert res.loss == res.history.column("loss")[-1]
+
+    # No method improves by 1e12 at iteration 2 (SLSQP's first step lands near 2e11):
+    # EarlyStopping stops there and restores iteration 1.
+    res = fit(EarlyStopping(monitor="loss", patience=1, min_delta=1e12))
+    assert not res.success and "EarlyStopping: loss did not improve" in res.stop_reason
+    assert res.history.column("iteration") == [1, 2] and len(buffers) == 2
+    np.testing.assert_array_equal(np.asarray(model.get_buffer()), buffers[0])
+    assert res.loss == res.history.column("loss")[0]

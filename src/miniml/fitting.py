@@ -51,10 +51,14 @@ __all__ = ["FIT_OPTIONS", "fit_model"]
 
 
 def _check_strength(value: Any, name: str, where: str) -> float:
+    if isinstance(value, str | bytes | bool):  # float("1") and float(True) would pass
+        raise MiniMLError(f"{where}: {name} must be a number, got {value!r}; e.g. {name}=0.1.")
     try:
         number = float(value)
     except (TypeError, ValueError) as err:
-        raise MiniMLError(f"{where}: {name} must be a number, got {value!r}.") from err
+        raise MiniMLError(
+            f"{where}: {name} must be a number, got {value!r}; e.g. {name}=0.1."
+        ) from err
     if not math.isfinite(number) or number < 0:
         raise MiniMLError(f"{where}: {name} must be finite and >= 0, got {value!r}.")
     return number

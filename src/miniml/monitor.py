@@ -225,9 +225,10 @@ class FitMonitor:
 
 
 def check_validation_freq(value: Any, where: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+    """``validation_freq`` as a Python int; Python and numpy integers >= 1, not bools."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
         raise MiniMLError(
             f"{where}: validation_freq must be an int >= 1, got {value!r}; pass e.g. "
             "validation_freq=5 to validate every 5th iteration or epoch."
         )
-    return value
+    return int(value)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,9 +65,11 @@ class ScipyOptimizer(MiniMLOptimizer):
         options: the method's ``options`` dict (e.g. ``{"maxiter": 100}``).
         tol: SciPy's ``tol``.
         bounds: for the methods that accept bounds: a `scipy.optimize.Bounds` or a
-            sequence of ``(low, high)`` pairs over the trainable vector, or a dict
+            sequence of ``(low, high)`` pairs over the trainable vector (parameters
+            fixed by ``_pre_fit`` or a stage hook are not in it), or a dict
             ``{parameter name: (low, high)}`` with scalars or arrays of the
             parameter's shape (``None`` for no bound); unnamed parameters are free.
+            ``low == high`` fixes an entry; NaN bounds and ``low > high`` are errors.
     """
 
     def __init__(
@@ -105,35 +107,27 @@ class ScipyOptimizer(MiniMLOptimizer):
         return f"ScipyOptimizer(method={self.method!r}, options={self.options!r}, tol={self.tol!r})"
 
     def _scipy_bounds(self, problem: Problem) -> scipy.optimize.Bounds | None:
+        """The bounds over this fit's trainable vector, checked; a new `Bounds` per fit.
+
+        Raises:
+            MiniMLError: bounds of the wrong size or shape, or with a NaN or an empty
+                range (low > high), naming the parameter and entry concerned.
+        """
         if self.bounds is None:
             return None
+        keep_feasible: Any = False
         if isinstance(self.bounds, scipy.optimize.Bounds):
-            return self.bounds
-        if not isinstance(self.bounds, Mapping):
-            pairs = list(self.bounds)
-            if len(pairs) != problem.size:
-                raise MiniMLError(
-                    f"ScipyOptimizer: got {len(pairs)} (low, high) pairs for {problem.size} "
-                    "trainable parameters; give one pair per scalar or a dict by name."
-                )
-            low, high = zip(*pairs, strict=True)
-            return scipy.optimize.Bounds(_fill(low, -np.inf), _fill(high, np.inf))
-        lower = np.full(problem.size, -np.inf)
-        upper = np.full(problem.size, np.inf)
-        by_name = {s.name: s for s in problem.layout}
-        for name, (low, high) in self.bounds.items():
-            if name not in by_name:
-                raise MiniMLError(
-                    f"ScipyOptimizer: bounds name {name!r} is not a trainable parameter; "
-                    f"trainable parameters are {list(by_name)}."
-                )
-            part = by_name[name]
-            for target, value in ((lower, low), (upper, high)):
-                if value is not None:
-                    target[part.start : part.stop] = np.broadcast_to(
-                        np.asarray(value, float), part.shape
-                    ).ravel()
-        return scipy.optimize.Bounds(lower, upper)
+            lower = _bound_vector(self.bounds.lb, "bounds.lb", problem, float)
+            upper = _bound_vector(self.bounds.ub, "bounds.ub", problem, float)
+            keep_feasible = _bound_vector(
+                self.bounds.keep_feasible, "bounds.keep_feasible", problem, bool
+            )
+        elif isinstance(self.bounds, Mapping):
+            lower, upper = _bounds_by_name(self.bounds, problem)
+        else:
+            lower, upper = _bounds_from_pairs(self.bounds, problem)
+        _check_bound_values(lower, upper, problem)
+        return scipy.optimize.Bounds(lower, upper, keep_feasible=keep_feasible)
 
     def minimize(self, problem: Problem) -> OptimizerResult:
         for option in ("epochs", "batch_size"):
@@ -149,7 +143,8 @@ class ScipyOptimizer(MiniMLOptimizer):
             "method": self.method,
             "options": self.options,
             "tol": self.tol,
-            "callback": accepted.record,
+            # TNC passes x only; see `_AcceptedIterates.record_point`.
+            "callback": accepted.record_point if self.method.lower() == "tnc" else accepted.record,
         }
         if needs.gradient:
             fun: Any = problem.fun_and_grad
@@ -164,12 +159,139 @@ class ScipyOptimizer(MiniMLOptimizer):
         if bounds is not None:
             kwargs["bounds"] = bounds
         x0 = np.asarray(problem.x0, np.float64)
-        res = scipy.optimize.minimize(fun, x0, **kwargs)
+        try:
+            res = scipy.optimize.minimize(fun, x0, **kwargs)
+        except StopIteration:
+            # SciPy ends the other methods itself when the callback raises StopIteration;
+            # TNC's compiled wrapper (SciPy 1.17) aborts its run and re-raises it instead.
+            if not accepted.stopped:
+                raise
+            res = accepted.stopped_result()
         return accepted.finish(res, self.method)
 
 
-def _fill(values: Sequence[float | None], default: float) -> np.ndarray:
-    return np.array([default if v is None else float(v) for v in values])
+def _trainable(problem: Problem) -> str:
+    """The trainable parameters as the error messages show them: ``W (3, 1), b (1,)``."""
+    return ", ".join(f"{part.name} {part.shape}" for part in problem.layout)
+
+
+def _entry(problem: Problem, index: int) -> str:
+    """The parameter entry at position ``index`` of the trainable vector, e.g. ``W[2, 0]``."""
+    for part in problem.layout:
+        if part.start <= index < part.stop:
+            if not part.shape:
+                return repr(part.name)
+            position = np.unravel_index(index - part.start, part.shape)
+            return f"{part.name}[{', '.join(str(int(i)) for i in position)}]"
+    return f"entry {index}"  # unreachable: the layout covers the vector
+
+
+def _bound_vector(value: Any, what: str, problem: Problem, dtype: type) -> np.ndarray:
+    """One side of a `scipy.optimize.Bounds`, a scalar or one value per trainable scalar."""
+    array: np.ndarray = np.asarray(value, dtype)
+    if array.size not in (1, problem.size):
+        raise MiniMLError(
+            f"ScipyOptimizer: {what} has {array.size} values but this fit trains "
+            f"{problem.size} scalars ({_trainable(problem)}); parameters fixed by _pre_fit "
+            "or a stage hook are not part of the trained vector. Give one value per "
+            "trained scalar (or a scalar), or a dict {name: (low, high)} by parameter name."
+        )
+    return np.broadcast_to(array.reshape(-1), (problem.size,)).copy()
+
+
+def _bounds_from_pairs(pairs: Any, problem: Problem) -> tuple[np.ndarray, np.ndarray]:
+    """A sequence of ``(low, high)`` pairs, one per trainable scalar (None: no bound)."""
+    try:
+        pairs = list(pairs)
+    except TypeError:
+        pairs = None
+    if pairs is None or len(pairs) != problem.size:
+        got = f"{len(pairs)} (low, high) pairs" if pairs is not None else repr(pairs)
+        raise MiniMLError(
+            f"ScipyOptimizer: bounds got {got} for {problem.size} trained scalars "
+            f"({_trainable(problem)}); give one pair per trained scalar, or a dict "
+            "{name: (low, high)} by parameter name."
+        )
+    lower = np.full(problem.size, -np.inf)
+    upper = np.full(problem.size, np.inf)
+    for index, pair in enumerate(pairs):
+        try:
+            low, high = pair
+            lower[index] = -np.inf if low is None else float(low)
+            upper[index] = np.inf if high is None else float(high)
+        except (TypeError, ValueError) as err:
+            raise MiniMLError(
+                f"ScipyOptimizer: bounds[{index}] (for {_entry(problem, index)}) is "
+                f"{pair!r}; each entry must be a (low, high) pair of numbers, with None "
+                "for no bound."
+            ) from err
+    return lower, upper
+
+
+def _bounds_by_name(bounds: Mapping[str, Any], problem: Problem) -> tuple[np.ndarray, np.ndarray]:
+    """A dict ``{parameter name: (low, high)}``; unnamed parameters stay free."""
+    lower = np.full(problem.size, -np.inf)
+    upper = np.full(problem.size, np.inf)
+    by_name = {part.name: part for part in problem.layout}
+    for name, pair in bounds.items():
+        if name not in by_name:
+            raise MiniMLError(
+                f"ScipyOptimizer: bounds name {name!r} is not a trainable parameter; "
+                f"trainable parameters are {list(by_name)}."
+            )
+        part = by_name[name]
+        try:
+            low, high = pair
+        except (TypeError, ValueError) as err:
+            raise MiniMLError(
+                f"ScipyOptimizer: bounds[{name!r}] is {pair!r}; give a (low, high) pair of "
+                f"numbers or arrays of shape {part.shape}, with None for no bound."
+            ) from err
+        for side, target, value in (("low", lower, low), ("high", upper, high)):
+            if value is not None:
+                target[part.start : part.stop] = _named_side(name, side, value, part.shape)
+    return lower, upper
+
+
+def _named_side(name: str, side: str, value: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """One side of a dict entry, as the parameter's entries in vector order."""
+    fix = f"give a number, None, or an array of shape {shape} (or one that broadcasts to it)."
+    try:
+        array = np.asarray(value, float)
+    except (TypeError, ValueError) as err:
+        raise MiniMLError(f"ScipyOptimizer: bounds[{name!r}] {side} is {value!r}; {fix}") from err
+    try:
+        return np.broadcast_to(array, shape).ravel()
+    except ValueError as err:
+        raise MiniMLError(
+            f"ScipyOptimizer: bounds[{name!r}] {side} has shape {array.shape} but parameter "
+            f"{name!r} has shape {shape}; {fix}"
+        ) from err
+
+
+def _check_bound_values(lower: np.ndarray, upper: np.ndarray, problem: Problem) -> None:
+    """Refuse NaN bounds and empty ranges; SciPy would take NaN silently."""
+    for bad, problem_text, fix in (
+        (
+            np.isnan(lower) | np.isnan(upper),
+            "NaN is not a bound",
+            "use None or -np.inf / np.inf for no bound",
+        ),
+        (
+            (lower > upper) | (lower == np.inf) | (upper == -np.inf),
+            "no finite value lies in that range",
+            "give low <= high (low == high fixes the entry), with low < inf and high > -inf",
+        ),
+    ):
+        where = np.flatnonzero(bad)
+        if where.size:
+            index = int(where[0])
+            more = f" (and {where.size - 1} more entries)" if where.size > 1 else ""
+            raise MiniMLError(
+                f"ScipyOptimizer: the bounds of {_entry(problem, index)} are "
+                f"(low={lower[index]}, high={upper[index]}){more}; {problem_text}. Fix: "
+                f"{fix}."
+            )
 
 
 class _AcceptedIterates:
@@ -204,6 +326,30 @@ class _AcceptedIterates:
         if stop:
             self.stopped = True
             raise StopIteration
+
+    def stopped_result(self) -> scipy.optimize.OptimizeResult:
+        """What SciPy returns for a callback's StopIteration, for the methods that re-raise it."""
+        problem = self.problem
+        fun = self.fun if self.fun is not None else problem.fun(self.x)
+        return scipy.optimize.OptimizeResult(
+            x=self.x,
+            fun=fun,
+            success=False,
+            status=99,  # SciPy's status for "`callback` raised `StopIteration`."
+            message="`callback` raised `StopIteration`.",
+            nit=self.count,
+            nfev=problem.n_fun,
+            njev=problem.n_grad,
+        )
+
+    def record_point(self, xk: np.ndarray) -> None:
+        """`record` for TNC, which calls back with ``x`` only.
+
+        Its parameter is not named ``intermediate_result``: when bounds fix entries
+        (low == high), SciPy 1.17 drops them from TNC's problem and would wrap such a
+        callback in a patch that reads ``.x`` from the bare vector TNC passes.
+        """
+        self.record(xk)
 
     def finish(self, res: scipy.optimize.OptimizeResult, method: str) -> OptimizerResult:
         problem = self.problem
