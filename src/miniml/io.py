@@ -2,26 +2,29 @@
 
 A file holds one array per parameter (``param:<dotted name>``) and a JSON header
 (``__miniml_meta__``) with the format version, the model class, each parameter's name,
-shape and dtype, and the constructor arguments when they can be written as JSON.
-Loading uses ``allow_pickle=False`` and never imports a module named by the file:
-classes and functions it refers to are looked up only among modules already imported,
-and only inside ``miniml``, ``jax`` or the module of the class being loaded. Writes
-go to a temporary file that replaces the target only when complete.
+shape and dtype, and the constructor arguments when they can be written as JSON (numpy
+and jax arrays among them go to side arrays ``arg:<n>``). Loading uses
+``allow_pickle=False`` and never imports a module named by the file. A file may name
+MiniML model classes, and classes and functions defined in ``miniml``, ``jax`` or the
+module of the class being loaded; each name is looked up without running any code, only
+in that module and the classes defined in it, and must be the object's own
+``module:qualname``. The only objects rebuilt from their attributes are instances of
+MiniML's own plain classes. The whole header is checked before anything is built.
+Writes go to a temporary file that replaces the target only when complete.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import math
 import os
-import sys
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from miniml._codec import ArgDecoder, ArgEncoder, UnencodableError, class_ref
 from miniml.errors import MiniMLError
 
 if TYPE_CHECKING:
@@ -33,155 +36,6 @@ FORMAT_NAME = "miniml-model"
 FORMAT_VERSION = 1
 _META_KEY = "__miniml_meta__"
 _PARAM_PREFIX = "param:"
-_ARG_PREFIX = "arg:"
-
-
-def _class_ref(cls: type) -> str:
-    return f"{cls.__module__}:{cls.__qualname__}"
-
-
-class _UnencodableError(Exception):
-    pass
-
-
-class _ArgEncoder:
-    """Turns constructor arguments into JSON plus side arrays."""
-
-    def __init__(self, owner_module: str) -> None:
-        self.arrays: dict[str, np.ndarray] = {}
-        self.owner_module = owner_module
-
-    def encode(self, value: Any) -> Any:
-        from miniml.model import MiniMLModel
-
-        if value is None or isinstance(value, bool | str):
-            return value
-        if isinstance(value, int | np.integer):
-            return int(value)
-        if isinstance(value, float | np.floating):
-            number = float(value)
-            return number if math.isfinite(number) else {"__float__": repr(number)}
-        if isinstance(value, list):
-            return [self.encode(v) for v in value]
-        if isinstance(value, tuple):
-            return {"__tuple__": [self.encode(v) for v in value]}
-        if isinstance(value, dict):
-            if not all(isinstance(k, str) for k in value):
-                raise _UnencodableError("dict keys must be strings")
-            return {"__dict__": {k: self.encode(v) for k, v in value.items()}}
-        if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
-            key = f"{_ARG_PREFIX}{len(self.arrays)}"
-            self.arrays[key] = value
-            return {"__array__": key}
-        is_scalar_type = isinstance(value, type) and issubclass(value, np.generic)
-        if isinstance(value, np.dtype) or is_scalar_type:
-            return {"__dtype__": np.dtype(value).name}
-        if isinstance(value, MiniMLModel):
-            args, kwargs = value._miniml_init_args
-            return {
-                "__model__": _class_ref(type(value)),
-                "args": [self.encode(a) for a in args],
-                "kwargs": {k: self.encode(v) for k, v in kwargs.items()},
-            }
-        ref = _reference_of(value)
-        if ref is not None and _module_allowed(ref.split(":")[0], self.owner_module):
-            return {"__ref__": ref}
-        module = type(value).__module__
-        if _module_allowed(module, "") and hasattr(value, "__dict__"):
-            return {
-                "__object__": _class_ref(type(value)),
-                "state": {k: self.encode(v) for k, v in vars(value).items()},
-            }
-        raise _UnencodableError(f"{value!r} of type {type(value).__name__}")
-
-
-def _reference_of(value: Any) -> str | None:
-    module = getattr(value, "__module__", None)
-    qualname = getattr(value, "__qualname__", None)
-    if not module or not qualname or "<" in qualname:
-        return None
-    try:
-        found = _lookup(f"{module}:{qualname}")
-    except MiniMLError:
-        return None
-    return f"{module}:{qualname}" if found is value else None
-
-
-def _module_allowed(module: str, owner_module: str) -> bool:
-    top = module.split(".")[0]
-    return top in {"miniml", "jax", "jaxlib"} or (bool(owner_module) and module == owner_module)
-
-
-def _lookup(ref: str) -> Any:
-    """Resolve ``module:qualname`` among already imported modules, never importing."""
-    module_name, _, qualname = ref.partition(":")
-    module = sys.modules.get(module_name)
-    if module is None or not qualname:
-        raise MiniMLError(
-            f"load: the file refers to {ref!r}, but module {module_name!r} is not imported. "
-            "Import the module that defines it before loading."
-        )
-    obj: Any = module
-    for part in qualname.split("."):
-        obj = getattr(obj, part, None)
-        if obj is None:
-            raise MiniMLError(f"load: the file refers to {ref!r}, which does not exist.")
-    return obj
-
-
-class _ArgDecoder:
-    def __init__(self, arrays: dict[str, np.ndarray], owner_module: str) -> None:
-        self.arrays = arrays
-        self.owner_module = owner_module
-
-    def decode(self, value: Any) -> Any:
-        if isinstance(value, list):
-            return [self.decode(v) for v in value]
-        if not isinstance(value, dict):
-            return value
-        if "__float__" in value:
-            return float(value["__float__"])
-        if "__tuple__" in value:
-            return tuple(self.decode(v) for v in value["__tuple__"])
-        if "__dict__" in value:
-            return {k: self.decode(v) for k, v in value["__dict__"].items()}
-        if "__array__" in value:
-            return self.arrays[value["__array__"]]
-        if "__dtype__" in value:
-            return np.dtype(value["__dtype__"])
-        if "__model__" in value:
-            cls = self._allowed_lookup(value["__model__"], require_model=True)
-            args = [self.decode(a) for a in value["args"]]
-            kwargs = {k: self.decode(v) for k, v in value["kwargs"].items()}
-            return cls(*args, **kwargs)
-        if "__ref__" in value:
-            return self._allowed_lookup(value["__ref__"])
-        if "__object__" in value:
-            cls = self._allowed_lookup(value["__object__"], require_class=True)
-            obj = cls.__new__(cls)
-            obj.__dict__.update({k: self.decode(v) for k, v in value["state"].items()})
-            return obj
-        raise MiniMLError(f"load: unknown argument encoding {sorted(value)} in the file.")
-
-    def _allowed_lookup(
-        self, ref: str, require_model: bool = False, require_class: bool = False
-    ) -> Any:
-        from miniml.model import MiniMLModel
-
-        module = ref.split(":")[0]
-        allowed = _module_allowed(module, self.owner_module)
-        obj = _lookup(ref)
-        if require_model:
-            allowed = isinstance(obj, type) and issubclass(obj, MiniMLModel)
-        elif require_class:
-            allowed = allowed and isinstance(obj, type) and module.split(".")[0] == "miniml"
-        if not allowed:
-            raise MiniMLError(
-                f"load: the file refers to {ref!r}, which a model file may not use; only "
-                "MiniML models, miniml/jax functions and objects of the model's own module "
-                "are allowed."
-            )
-        return obj
 
 
 def save_model(model: MiniMLModel, path: str | Path, state_only: bool = False) -> None:
@@ -190,7 +44,7 @@ def save_model(model: MiniMLModel, path: str | Path, state_only: bool = False) -
     model._require_bound("save")
     if model.root is not model:
         raise MiniMLError(f"{where}: save the outermost model ({type(model.root).__name__}).")
-    encoder = _ArgEncoder(type(model).__module__)
+    encoder = ArgEncoder(type(model).__module__)
     init = None
     if not state_only:
         args, kwargs = model._miniml_init_args
@@ -199,7 +53,7 @@ def save_model(model: MiniMLModel, path: str | Path, state_only: bool = False) -
                 "args": [encoder.encode(a) for a in args],
                 "kwargs": {k: encoder.encode(v) for k, v in kwargs.items()},
             }
-        except _UnencodableError as err:
+        except UnencodableError as err:
             raise MiniMLError(
                 f"{where}: the constructor argument {err} cannot be stored safely. Save with "
                 f"state_only=True and restore with {type(model).__name__}(...).load_state(path)."
@@ -208,7 +62,7 @@ def save_model(model: MiniMLModel, path: str | Path, state_only: bool = False) -
     meta = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
-        "class": _class_ref(type(model)),
+        "class": class_ref(type(model)),
         "dtype": model.dtype.name,
         "params": [
             {"name": n, "shape": list(v.shape), "dtype": str(v.dtype)} for n, v in params.items()
@@ -274,9 +128,9 @@ def _read(path: str | Path, where: str) -> tuple[dict[str, Any], dict[str, np.nd
 
 
 def _check_class(meta: dict[str, Any], cls: type, where: str) -> None:
-    if meta["class"] != _class_ref(cls):
+    if meta["class"] != class_ref(cls):
         raise MiniMLError(
-            f"{where}: the file holds a {meta['class']!r} model, not a {_class_ref(cls)!r}. "
+            f"{where}: the file holds a {meta['class']!r} model, not a {class_ref(cls)!r}. "
             "Load it with the class it was saved from."
         )
 
@@ -340,15 +194,16 @@ def load_model(cls: type[MiniMLModel], path: str | Path) -> Any:
             f"{where}: the file was saved with state_only=True, so it holds no constructor "
             f"arguments. Build the model yourself and call model.load_state(path)."
         )
-    decoder = _ArgDecoder(arrays, cls.__module__)
+    init = meta["init"]
+    if not isinstance(init, dict) or set(init) != {"args", "kwargs"}:
+        raise MiniMLError(
+            f"{where}: the constructor arguments in the file are corrupted (expected "
+            "'args' and 'kwargs'). Build the model yourself and call model.load_state(path)."
+        )
+    decoder = ArgDecoder(arrays, cls.__module__, where)
+    arguments = decoder.check_arguments(init["args"], init["kwargs"])  # builds nothing
     try:
-        args = [decoder.decode(a) for a in meta["init"]["args"]]
-        kwargs = {k: decoder.decode(v) for k, v in meta["init"]["kwargs"].items()}
-    except MiniMLError:
-        raise
-    except (KeyError, TypeError, AttributeError, ValueError) as err:
-        raise MiniMLError(f"{where}: the constructor arguments in the file are corrupted.") from err
-    try:
+        args, kwargs = arguments()
         model = cls(*args, **kwargs)
     except MiniMLError:
         raise
