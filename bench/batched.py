@@ -3,7 +3,10 @@
 Part 1, K (``--members``, default 1 000) independent ridge fits (n = 200, d = 10,
 different data and ``reg_lambda``; objective ``||X w - y||^2 + lambda ||w||^2``):
 
-* ``miniml.fit_batched`` with the compiled L-BFGS, all K in one call;
+* ``miniml.fit_batched`` with the compiled L-BFGS, all K in one call, on one device and
+  with the members laid out over ``--member-devices`` host devices (default: one per
+  core; ``jax_num_cpu_devices`` is set for this process, every other system runs on
+  the first device as it would without it);
 * a Python loop of ``model.fit`` (one model reused, so it compiles once), with the same
   compiled `LBFGS` settings and with the default optimizer (SciPy L-BFGS-B at its
   default tolerances, hence the larger error). Only ``--loop-subset`` fits
@@ -53,6 +56,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--members", type=int, default=1000, help="K, fits in part 1")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--loop-subset", type=int, default=50)
+    parser.add_argument("--member-devices", type=int, default=os.cpu_count() or 1,
+                        help="host devices for fit_batched(devices=...) in part 1")  # fmt: skip
     parser.add_argument("--devices", default="1,2,4", help="device counts for part 2")
     parser.add_argument("--p5", default="P5-1e6", help="problem of part 2 (P5-1e4 to smoke)")
     parser.add_argument("--skip-sharded", action="store_true")
@@ -115,9 +120,12 @@ def batched_part(args: argparse.Namespace) -> list[str]:
     model.bind()
     tight = LBFGS(gtol=1e-10, ftol=0.0)
 
-    def batched() -> Any:
+    def batched(devices: int | None = None) -> Any:
         # From zeros, as every loop fit (the loops leave the model at their last fit).
-        return miniml.fit_batched(model, X, y, reg_lambda=lambdas, optimizer=tight, x0=np.zeros(D))
+        return miniml.fit_batched(model, X, y, reg_lambda=lambdas, optimizer=tight,
+                                  x0=np.zeros(D), devices=devices)  # fmt: skip
+
+    member_devices = args.member_devices if args.member_devices > 1 else None
 
     subset = min(args.loop_subset, K)
 
@@ -141,17 +149,20 @@ def batched_part(args: argparse.Namespace) -> list[str]:
     rows = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # SciPy may stop "ABNORMAL" at round-off level
-        per_round, outputs = _interleaved_times(
-            [batched, loop(LBFGS(gtol=1e-10, ftol=0.0)), loop(ScipyOptimizer()), sklearn_loop],
-            args.rounds,
-        )
+        systems = [batched, loop(LBFGS(gtol=1e-10, ftol=0.0)), loop(ScipyOptimizer()),
+                   sklearn_loop]  # fmt: skip
+        if member_devices:
+            systems.insert(1, lambda: batched(member_devices))
+        per_round, outputs = _interleaved_times(systems, args.rounds)
     scale = K / subset
     scales = [1.0, scale, scale, 1.0]  # the loops of model.fit time only `subset` fits
-    t_batch, t_lbfgs, t_scipy, t_sk = (statistics.median(t) * s
-                                       for t, s in zip(per_round, scales, strict=True))  # fmt: skip
+    if member_devices:
+        scales.insert(1, 1.0)
+    times = [statistics.median(t) * s for t, s in zip(per_round, scales, strict=True)]
+    t_batch, t_lbfgs, t_scipy, t_sk = times[0], *times[-3:]
     paired = [paired_median([t * s for t in times], per_round[0])
               for times, s in zip(per_round, scales, strict=True)]  # fmt: skip
-    result, w_lbfgs, w_scipy, w_sk = outputs
+    result, w_lbfgs, w_scipy, w_sk = outputs[0], *outputs[-3:]
 
     def error(w: np.ndarray) -> float:
         ref = exact[: len(w)]
@@ -159,6 +170,8 @@ def batched_part(args: argparse.Namespace) -> list[str]:
 
     table = [
         ("MiniML fit_batched (LBFGS, one call)", t_batch, "measured", error(result.x_opt)),
+        *([(f"MiniML fit_batched, devices={member_devices} (host devices)", times[1],
+            "measured", error(outputs[1].x_opt))] if member_devices else []),
         (f"MiniML loop of model.fit, LBFGS ({subset} timed)", t_lbfgs,
          f"extrapolated x{scale:g}", error(w_lbfgs)),
         (f"MiniML loop of model.fit, default SciPy ({subset} timed)", t_scipy,
@@ -175,6 +188,13 @@ def batched_part(args: argparse.Namespace) -> list[str]:
         "vs batched: ratio of the medians; paired: median over rounds of each round's "
         "ratio to that round's batch"
     )
+    if member_devices:
+        loops = zip(("LBFGS loop", "default SciPy loop", "scikit-learn loop"),
+                    times[-3:], per_round[-3:], scales[-3:], strict=True)  # fmt: skip
+        rows.append(f"vs fit_batched(devices={member_devices}): " + ", ".join(
+            f"{label} {seconds / times[1]:.1f}x (paired "
+            f"{paired_median([t * s for t in round_times], per_round[1]):.1f}x)"
+            for label, seconds, round_times, s in loops))  # fmt: skip
     rows.append(f"Lockstep cost: {result.lockstep_evaluations} batched "
                 f"evaluations in {int(result.n_iterations.max())} iterations; per member at "
                 f"most {int(result.n_function_evaluations.max())} evaluations "
@@ -259,6 +279,10 @@ def sharded_part(args: argparse.Namespace) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     args = _arguments(argv)
+    if args.worker is None and args.member_devices > 1:
+        import jax
+
+        jax.config.update("jax_num_cpu_devices", args.member_devices)  # before jax starts
     from bench.timing import machine_facts, pin_threads
 
     _limiter, pools = pin_threads(args.threads)

@@ -126,15 +126,18 @@ def test_dispatch_comparison_runs_both_settings():
 
 
 def test_batched_benchmark_runs_both_parts():
-    args = "--members 6 --loop-subset 2 --rounds 1 --p5 P5-1e4 --devices 2"
+    args = "--members 5 --loop-subset 2 --rounds 1 --member-devices 2 --p5 P5-1e4 --devices 2"
     done = _run("-m", "bench.batched", *args.split())
     assert done.returncode == 0, done.stderr[-2000:]
     lines = done.stdout.splitlines()
     systems = [line for line in lines if line.startswith(("MiniML", "scikit-learn"))]
-    assert len(systems) == 4
+    assert len(systems) == 5
+    assert systems[1].startswith("MiniML fit_batched, devices=2")
     errors = [float(line.split()[-1]) for line in systems]
     assert max(errors) < 1e-5  # every system reaches the closed-form solutions
     assert any(line.startswith("Evaluation floor:") for line in lines)
+    [versus] = [line for line in lines if line.startswith("vs fit_batched(devices=2): ")]
+    assert versus.count("x (paired ") == 3
     # Part 2 (its results are checked by tests/test_distributed.py): a row for 2 devices.
     [sharded] = [line.split() for line in lines if line.split()[:1] == ["2"]]
     assert sharded[3] == "30"  # iterations: P5 stops at exactly 30

@@ -80,6 +80,56 @@ SCRIPT = textwrap.dedent(
         model.fit(X[:9999], y[:9999, None], optimizer=Adam(), batch_size=100, devices=4)
     except MiniMLError as err:
         out["adam_indivisible"] = str(err)
+
+    # Batched fits with their members laid out over the devices (K padded to a multiple).
+    import miniml
+
+    compiles = {"n": 0}
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda event, duration, **kw: compiles.__setitem__("n", compiles["n"] + 1)
+        if event == "/jax/core/compile/backend_compile_duration" else None)
+
+    def member_fields(result):
+        return [result.x_opt.tolist(), result.objective_value.tolist(),
+                result.n_iterations.tolist(), result.n_function_evaluations.tolist(),
+                [h.tolist() for h in result.loss_history], result.messages]
+
+    K = 10
+    Xs = rng.normal(size=(K, 60, 3))
+    ys = Xs @ rng.normal(size=(K, 3, 1)) + 0.1 * rng.normal(size=(K, 60, 1))
+    lambdas = np.logspace(-2, 1, K)
+    ridge = LinearModel(3, 1, bias=False)
+    ridge.bind()
+    for devices in (None, 4, 3):
+        result = miniml.fit_batched(ridge, Xs, ys, reg_lambda=lambdas,
+                                    optimizer=LBFGS(gtol=1e-10, ftol=0.0), devices=devices)
+        out[f"batched_ridge_{devices}"] = member_fields(result)
+    compiles["n"] = 0
+    miniml.fit_batched(ridge, Xs + 1.0, ys, reg_lambda=lambdas,
+                       optimizer=LBFGS(gtol=1e-10, ftol=0.0), devices=4)
+    out["batched_second_call_compiles"] = compiles["n"]
+    out["batched_ridge_data"] = [Xs.tolist(), ys.tolist(), lambdas.tolist()]
+
+    folds = rng.uniform(size=(7, len(yl[:3001]))) < 0.8  # unequal counts: masked sums
+    logistic = LinearModel(30, 1, loss=BinaryCrossEntropyLogLoss())
+    logistic.bind()
+    for devices in (None, 4):
+        result = miniml.fit_batched(logistic, Xl[:3001], yl[:3001], rows=folds,
+                                    reg_lambda=np.logspace(-2, 0, 7), devices=devices)
+        out[f"batched_folds_{devices}"] = member_fields(result)
+    for devices in (None, 2):
+        result = miniml.fit_batched(ridge, Xs, ys, reg_lambda=lambdas, optimizer=Adam(lr=0.1),
+                                    learning_rate=np.linspace(0.01, 0.1, K), seeds=range(K),
+                                    epochs=4, batch_size=15, devices=devices)
+        out[f"batched_adam_{devices}"] = member_fields(result)
+    for devices in (None, 4):
+        cv = miniml.cross_validate_path(logistic, Xl[:3001], yl[:3001], np.logspace(-2, 0, 3),
+                                        n_folds=3, devices=devices)
+        out[f"batched_cv_{devices}"] = [cv.scores.tolist(), float(cv.best_reg_lambda)]
+    try:
+        miniml.fit_batched(ridge, Xs, ys, devices=5)
+    except MiniMLError as err:
+        out["batched_too_many"] = str(err)
     print(json.dumps(out))
     """
 )
@@ -128,6 +178,59 @@ def test_minibatch_on_devices_needs_evenly_split_samples(results):
     message = results["adam_indivisible"]
     assert "needs a number of samples divisible by 4, got 9999" in message
     assert "drop 3 sample(s)" in message
+
+
+@pytest.mark.parametrize("key", ["batched_ridge_4", "batched_ridge_3", "batched_folds_4",
+                                 "batched_adam_2"])  # fmt: skip
+def test_batched_members_over_devices_equal_the_single_device_batch(results, key):
+    """Stacked ridge fits over 4 and 3 devices (10 members: padded to 12), masked
+    cross-validation folds of unequal sizes and per-member Adam learning rates: every
+    member's parameters, objective, counts, history and message as on one device."""
+    single = results[key.rsplit("_", 1)[0] + "_None"]
+    sharded = results[key]
+    np.testing.assert_allclose(sharded[0], single[0], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(sharded[1], single[1], rtol=1e-12)
+    assert sharded[2:4] == single[2:4]
+    for ours, theirs in zip(sharded[4], single[4], strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-12)
+    assert sharded[5] == single[5]
+
+
+def test_cross_validation_over_devices_equals_one_device(results):
+    scores, best = results["batched_cv_None"]
+    np.testing.assert_allclose(results["batched_cv_4"][0], scores, rtol=1e-12)
+    assert results["batched_cv_4"][1] == best
+
+
+def test_batched_ridge_over_devices_matches_the_closed_forms(results):
+    X, y, lambdas = (np.asarray(a) for a in results["batched_ridge_data"])
+    d = X.shape[2]
+    exact = np.stack([np.linalg.solve(X[k].T @ X[k] + lambdas[k] * np.eye(d), X[k].T @ y[k])
+                      .ravel() for k in range(len(X))])  # fmt: skip
+    np.testing.assert_allclose(results["batched_ridge_4"][0], exact, rtol=1e-8)
+
+
+def test_second_batched_call_over_devices_compiles_nothing(results):
+    assert results["batched_second_call_compiles"] == 0
+
+
+def test_batched_fit_on_too_many_devices_is_a_clear_error(results):
+    message = results["batched_too_many"]
+    assert message.startswith("miniml.fit_batched: devices=5 but 4 device(s) are available")
+
+
+def test_batched_fit_over_devices_runs_in_one_process(monkeypatch):
+    import jax
+
+    import miniml
+    from miniml import MiniMLError
+    from tests.models import LinearModel
+
+    model = LinearModel(2, 1)
+    model.bind()
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    with pytest.raises(MiniMLError, match="fit_batched: a batched fit with devices= runs in one"):
+        miniml.fit_batched(model, np.ones((3, 4, 2)), np.ones((3, 4, 1)), devices=1)
 
 
 def test_too_many_devices_is_a_clear_error():

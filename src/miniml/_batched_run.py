@@ -13,7 +13,7 @@ the batch evaluates all K objectives.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import jax
@@ -55,6 +55,16 @@ class MemberRuns:
     evaluations: list[Any] = field(default_factory=list)
     learning_rate: list[Any] = field(default_factory=list)
     converged: np.ndarray | None = None  # (K,) stochastic: the tolerance was reached
+
+    def first(self, n: int) -> MemberRuns:
+        """The first ``n`` members' runs (dropping the padding of a sharded batch)."""
+        if n == len(self.x):
+            return self
+        kept: dict[str, Any] = {}
+        for name in (f.name for f in fields(self)):
+            value = getattr(self, name)
+            kept[name] = None if value is None else value[:n]
+        return replace(self, **kept)
 
 
 SEGMENT_LENGTH = 32

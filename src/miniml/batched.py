@@ -45,6 +45,7 @@ from miniml._batched_inputs import (
 )
 from miniml._batched_run import HYPER_AXES, MemberRuns, run_lbfgs, run_stochastic
 from miniml.data import as_data, describe, describe_signature, signature_of
+from miniml.distributed import padded_member_count, resolve_mesh, shard_members
 from miniml.errors import ConvergenceWarning, MiniMLError, NonFiniteWarning
 from miniml.history import History
 from miniml.loss import reduction_of
@@ -209,6 +210,7 @@ def fit_batched(
     shuffle: bool = True,
     active_reg_lambda: float = 1.0,
     predict_kwargs: dict[str, Any] | None = None,
+    devices: Any = None,
 ) -> BatchedFitResult:
     """Fit K members of ``model``'s structure in one compiled, vmapped call.
 
@@ -243,6 +245,12 @@ def fit_batched(
         shuffle: reshuffle every epoch, as in `MiniMLModel.fit`.
         active_reg_lambda: weight of activity losses, shared by all members.
         predict_kwargs: static keyword arguments of the forward pass.
+        devices: lay the members out over several devices (one process): a device
+            count, a list of jax devices or a 1-D `jax.sharding.Mesh` with axis
+            ``"data"``, as in `MiniMLModel.fit`. Each device runs its share of the
+            members (K is padded to a multiple of the device count with copies of
+            member 0, which are dropped); shared data is copied to every device. The
+            results equal the single-device batch.
 
     Returns:
         A `BatchedFitResult`. Members that stop without converging issue one
@@ -298,10 +306,16 @@ def fit_batched(
     if mode == "masked":
         reduction_of(model.loss_function, WHERE)
     objective = objective_for(model, frozenset(), static, chunk)
+    mesh = resolve_mesh(devices, WHERE)
+    if mesh is not None:
+        n_padded = padded_member_count(n_members, mesh, WHERE)
+        data, x_start, hyper, rates = shard_members(
+            (data, x_start, hyper, rates), (data_axes, 0, HYPER_AXES, 0), n_padded, mesh
+        )
     if not stochastic:
         assert isinstance(opt, LBFGS)
         runs = run_lbfgs(opt, objective, x_start, data, data_axes, mode, hyper)
-        result = _lbfgs_result(runs, lambdas, opt)
+        result = _lbfgs_result(runs.first(n_members), lambdas, opt)
     else:
         if mode == "masked":
             raise MiniMLError(
@@ -312,7 +326,8 @@ def fit_batched(
         assert isinstance(opt, StochasticOptimizer)
         runs = _run_stochastic(opt, objective, x_start, data, data_axes, mode, hyper,
                                n_samples, rates, epochs, batch_size, shuffle, model)  # fmt: skip
-        result = _stochastic_result(runs, objective, data, data_axes, mode, hyper, lambdas, opt)
+        result = _stochastic_result(runs, objective, data, data_axes, mode, hyper, lambdas, opt,
+                                    n_members)  # fmt: skip
     result._model, result._static = model, static
     result._signature = signature_of(first[0])
     return result
@@ -428,14 +443,15 @@ def _run_stochastic(
 
 def _stochastic_result(
     runs: MemberRuns, objective: Any, data: Any, data_axes: Any, mode: str, hyper: Hyper,
-    lambdas: np.ndarray, opt: StochasticOptimizer,
+    lambdas: np.ndarray, opt: StochasticOptimizer, n_members: int,
 ) -> BatchedFitResult:  # fmt: skip
     key = ("miniml.batched.value", mode)
     value = objective.cache.get(key)
     if value is None:
         axes = (0, None, data_axes, HYPER_AXES)
         value = objective.cache[key] = jax.jit(jax.vmap(objective.raw_value, in_axes=axes))
-    exact = np.asarray(value(jnp.asarray(runs.x), None, data, hyper))
+    exact = np.asarray(value(jnp.asarray(runs.x), None, data, hyper))[:n_members]
+    runs = runs.first(n_members)
     tol, _ = opt._tolerance()
     converged = runs.converged if runs.converged is not None else np.zeros(len(exact), bool)
     rejected = runs.status > 0

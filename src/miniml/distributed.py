@@ -26,7 +26,9 @@ __all__ = [
     "check_equal_local_samples",
     "check_shardable_samples",
     "local_device_count",
+    "padded_member_count",
     "resolve_mesh",
+    "shard_members",
     "shard_rows",
     "shard_samples",
 ]
@@ -123,3 +125,43 @@ def shard_samples(data: Any, n_samples: int, mesh: Mesh, where: str) -> Any:
     check_shardable_samples(n_samples, mesh, where)
     sharding = NamedSharding(mesh, PartitionSpec(DATA_AXIS))
     return jax.tree.map(lambda leaf: jax.device_put(leaf, sharding), data)
+
+
+def padded_member_count(n_members: int, mesh: Mesh, where: str) -> int:
+    """A batch's member count rounded up to a multiple of the mesh's devices
+    (`shard_members` fills the gap with copies of member 0)."""
+    if jax.process_count() > 1:
+        raise MiniMLError(
+            f"{where}: a batched fit with devices= runs in one process (its members are "
+            "laid out over this process's devices); with jax.distributed, fit each "
+            "process's members in its own fit_batched call."
+        )
+    n_devices = mesh.devices.size
+    return -(-n_members // n_devices) * n_devices
+
+
+def shard_members(tree: Any, axes: Any, n_padded: int, mesh: Mesh) -> Any:
+    """Lay a batch's inputs out over ``mesh``: each leaf with a member axis (``axes``: 0
+    or None, a prefix of ``tree`` as for `jax.vmap`) padded to ``n_padded`` members with
+    copies of member 0 and split along its first axis; the other leaves replicated.
+
+    Members are independent, so each device runs its own members' loops and the only
+    communication is the batch's "is any member still running" after each iteration.
+    """
+    split = NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+    replicated = NamedSharding(mesh, PartitionSpec())
+
+    def place(axis: int | None, subtree: Any) -> Any:
+        if axis is None:
+            return jax.tree.map(lambda leaf: jax.device_put(leaf, replicated), subtree)
+
+        def padded(leaf: Any) -> Any:
+            gap = n_padded - leaf.shape[0]
+            if gap:
+                xp = np if isinstance(leaf, np.ndarray) else jax.numpy
+                leaf = xp.concatenate([leaf, xp.repeat(leaf[:1], gap, axis=0)])
+            return jax.device_put(leaf, split)
+
+        return jax.tree.map(padded, subtree)
+
+    return jax.tree.map(place, axes, tree, is_leaf=lambda node: node is None)

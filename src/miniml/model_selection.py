@@ -113,6 +113,7 @@ def cross_validate_path(
     seed: int = 0,
     x0: Any = None,
     predict_kwargs: dict[str, Any] | None = None,
+    devices: Any = None,
 ) -> CrossValidationResult:
     """K-fold cross-validation of a ``reg_lambda`` path as one batched fit.
 
@@ -153,6 +154,7 @@ def cross_validate_path(
     fits = fit_batched(
         model, X_data, y_data, reg_lambda=np.repeat(lambdas, n_folds), optimizer=optimizer,
         rows=np.tile(train, (lambdas.size, 1)), x0=x0, predict_kwargs=predict_kwargs,
+        devices=devices,
     )  # fmt: skip
     predictions = fits.predict(X_data)
     scores = np.empty((lambdas.size, n_folds))
