@@ -116,6 +116,11 @@ def test_builtin_metrics_match_sklearn():
     p1 = rng.uniform(0.05, 0.95, size=(40, 1))
     assert float(LogLoss()(binary, p1)) == pytest.approx(skm.log_loss(binary, p1), rel=1e-12)
     assert float(Accuracy()(binary, p1)) == pytest.approx(skm.accuracy_score(binary, p1 > 0.5))
+    # 1-D labels and 1-D scores (a model returning (n,) logits): one label per sample
+    flat, scores = binary.ravel(), rng.normal(size=40)
+    assert float(Accuracy(threshold=0.0)(flat, scores)) == pytest.approx(
+        skm.accuracy_score(flat, scores > 0.0)
+    )
 
 
 def test_bad_metrics_are_rejected_before_fitting():

@@ -47,6 +47,18 @@ def test_cross_entropy_of_probabilities_matches_sklearn():
     assert float(cross_entropy_loss(onehot, probs)) == pytest.approx(expected, rel=1e-12)
 
 
+def test_cross_entropy_gradient_is_finite_where_a_probability_is_zero():
+    """d/dp of -sum y log p is -y/p, and 0 for a class with y = 0 even when p = 0 (a
+    softmax that underflowed); xlogy's derivative there is 0/0."""
+    y = jnp.array([[0.0, 1.0, 0.0], [0.3, 0.7, 0.0]])
+    p = jnp.array([[0.0, 1.0, 0.0], [0.5, 0.5, 0.0]])
+    grad = jax.grad(cross_entropy_loss, argnums=1)(y, p)
+    expected = np.where(np.asarray(y) > 0, -np.asarray(y) / np.where(p > 0, p, 1.0), 0.0)
+    np.testing.assert_allclose(grad, expected, rtol=1e-15)
+    assert float(cross_entropy_loss(y, p)) == pytest.approx(-(0.3 + 0.7) * np.log(0.5), rel=1e-15)
+    assert float(cross_entropy_loss(jnp.array([[1.0, 0.0]]), jnp.array([[0.0, 1.0]]))) == np.inf
+
+
 def test_cross_entropy_log_loss_onehot_labels_and_zero_ref():
     logits = rng.normal(size=(9, 4))
     labels = rng.integers(0, 4, size=9)
@@ -85,6 +97,18 @@ def test_lnorm_regularization(p, root):
     total = np.sum(np.abs(w) ** p)
     expected = total ** (1 / p) if root else total
     assert float(LNormRegularization(p, root)(w)) == pytest.approx(expected, rel=1e-13)
+
+
+@pytest.mark.parametrize("p", [1.5, 2, 3])
+def test_rooted_lnorm_gradient_is_zero_at_zero_and_analytic_elsewhere(p):
+    """The p-norm's gradient is sign(w)|w|^(p-1) / ||w||^(p-1); at w = 0 (a bias that
+    starts at zero) the root's derivative is infinite, and the subgradient 0 is used."""
+    norm = LNormRegularization(p, root=True)
+    np.testing.assert_array_equal(jax.grad(norm)(jnp.zeros(3)), np.zeros(3))
+    w = rng.normal(size=5)
+    length = np.sum(np.abs(w) ** p) ** (1 / p)
+    expected = np.sign(w) * np.abs(w) ** (p - 1) / length ** (p - 1)
+    np.testing.assert_allclose(jax.grad(norm)(jnp.asarray(w)), expected, rtol=1e-13)
 
 
 def test_lnorm_rejects_bad_order():

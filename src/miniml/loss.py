@@ -154,7 +154,10 @@ def cross_entropy_loss(y_true: JXArray, y_pred: JXArray) -> JXArray:
     which is also numerically safer.
     """
     _same_shape_in_trace(y_true, y_pred, "cross_entropy_loss")
-    return -jnp.sum(jax.scipy.special.xlogy(y_true, y_pred))
+    # Not xlogy: its derivative at y_true = y_pred = 0 is 0/0, a NaN gradient for any
+    # class whose predicted probability underflows to 0.
+    present = y_true != 0
+    return -jnp.sum(jnp.where(present, y_true * jnp.log(jnp.where(present, y_pred, 1.0)), 0.0))
 
 
 cross_entropy_loss.reduction = "sum"  # type: ignore[attr-defined]
@@ -280,7 +283,12 @@ class LNormRegularization(RegLossFunctionBase):
 
     def __call__(self, w: JXArray) -> JXArray:
         total = jnp.sum(w**2) if self.p == 2 else jnp.sum(jnp.abs(w) ** self.p)
-        return total ** (1.0 / self.p) if self.root else total
+        if not self.root:
+            return total
+        # The root's derivative is infinite at 0 (a zero-initialized bias): give the
+        # subgradient 0 there instead of inf * 0 = NaN.
+        positive = total > 0
+        return jnp.where(positive, jnp.where(positive, total, 1.0) ** (1.0 / self.p), 0.0)
 
     def __repr__(self) -> str:
         return f"LNormRegularization(p={self.p}, root={self.root})"

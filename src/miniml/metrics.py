@@ -62,9 +62,10 @@ def _class_predictions(y_pred: JXArray, threshold: float) -> JXArray:
 
 
 def _class_labels(y_true: JXArray, n_pred_dims: int) -> JXArray:
-    if y_true.ndim == n_pred_dims and y_true.shape[-1] > 1:
+    # A 1-D y_true is one label per sample, whatever the predictions' rank.
+    if y_true.ndim >= 2 and y_true.ndim == n_pred_dims and y_true.shape[-1] > 1:
         return jnp.argmax(y_true, axis=-1)  # one-hot or probabilities
-    if y_true.ndim == n_pred_dims and y_true.shape[-1] == 1:
+    if y_true.ndim >= 2 and y_true.ndim == n_pred_dims and y_true.shape[-1] == 1:
         return y_true[..., 0].astype(jnp.int32)
     return y_true.astype(jnp.int32)
 

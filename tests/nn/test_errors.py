@@ -59,6 +59,12 @@ BAD_INPUTS = {
         _x(5, 8),
         r"MaxPool\(2, 2\): expected X of shape \(N, H, W, C\) \(4 axes\), got X of shape \(5, 8\)",
     ),
+    "MaxPool-window-of-padding": (
+        lambda: nn.MaxPool(1, 2, stride=1, padding="same", dilation=3),
+        _x(1, 1, 1),
+        r"MaxPool\(1, 2, .*\): on spatial axis 0 \(size 1, padding \(1, 2\), kernel 2, "
+        r"stride 1, dilation 3\) the window of output position 0 covers only padding",
+    ),
     "AvgPool-dtype": (
         lambda: nn.AvgPool(1, 2),
         np.ones((2, 4, 1), int),

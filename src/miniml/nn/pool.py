@@ -12,7 +12,7 @@ from jax import Array as JXArray
 
 from miniml.errors import MiniMLError
 from miniml.model import MiniMLModel, PredictMode
-from miniml.nn._checks import check_floating, int_tuple, positive_int
+from miniml.nn._checks import check_floating, int_tuple, layer_name, positive_int
 from miniml.nn._spatial import (
     Padding,
     check_data_format,
@@ -56,12 +56,32 @@ class _Pool(MiniMLModel):
         pads = resolve_padding(
             self, self.padding, spatial_shape, self.kernel_size, self.stride, self.dilation
         )
+        self._check_every_window_holds_input(spatial_shape, pads)
         window, strides, dilation = [1] * X.ndim, [1] * X.ndim, [1] * X.ndim
         padding = [(0, 0)] * X.ndim
         for i, axis in enumerate(axes):
             window[axis], strides[axis] = self.kernel_size[i], self.stride[i]
             dilation[axis], padding[axis] = self.dilation[i], pads[i]
         return tuple(window), tuple(strides), tuple(dilation), padding
+
+    def _check_every_window_holds_input(
+        self, spatial_shape: tuple[int, ...], pads: tuple[tuple[int, int], ...]
+    ) -> None:
+        """A dilated window over a short padded axis can miss every input element (its
+        max would be -inf). Checked once per traced shape."""
+        sizes = zip(spatial_shape, pads, self.kernel_size, self.stride, self.dilation, strict=True)
+        for axis, (n, (lo, hi), k, s, d) in enumerate(sizes):
+            n_out = (n + lo + hi - d * (k - 1) - 1) // s + 1
+            taps = s * np.arange(n_out)[:, None] + d * np.arange(k)[None, :] - lo
+            holds_input = ((taps >= 0) & (taps < n)).any(axis=1)
+            if not holds_input.all():
+                position = int(np.argmin(holds_input))
+                raise MiniMLError(
+                    f"{layer_name(self)}: on spatial axis {axis} (size {n}, padding "
+                    f"{(lo, hi)}, kernel {k}, stride {s}, dilation {d}) the window of output "
+                    f"position {position} covers only padding. Use less padding or dilation, "
+                    "or a longer input."
+                )
 
 
 class MaxPool(_Pool):
