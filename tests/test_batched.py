@@ -390,6 +390,38 @@ class WithPreFit(MiniMLModel):
         (lambda m: miniml.cross_validate_path(m, np.ones((5, 2)), np.ones((5, 1)), [1.0],
                                               scoring=lambda t, p: 0.0),
          "greater_is_better"),
+        (lambda m: miniml.fit_batched(m, np.zeros((2, 0, 2)), np.zeros((2, 0, 1))),
+         r"stacked X and y hold no samples \(shapes float64\[2, 0, 2\]"),
+        (lambda m: miniml.fit_batched(m, np.ones((5, 2)), np.ones((5, 1)),
+                                      rows=np.zeros((3, 0), int)),
+         r"rows selects no sample \(shape \(3, 0\)\)"),
+        (lambda m: miniml.fit_batched(m, np.ones((5, 2)), np.ones((5, 1)),
+                                      rows=np.zeros((0, 5), bool)),
+         "rows gives zero members"),
+        (lambda m: miniml.fit_batched(m, np.ones((5, 2)), np.ones((5, 1)), shared=True,
+                                      reg_lambda=[]),
+         "reg_lambda gives zero members"),
+        (lambda m: miniml.fit_batched(m, np.ones((5, 2)), np.ones((5, 1)), shared=True,
+                                      x0=np.zeros((0, 3))),
+         "x0 gives zero members"),
+        (lambda m: miniml.fit_batched(m, np.ones((5, 2)), np.ones((5, 1)), shared=True,
+                                      reg_lambda=["1.0", "2.0"]),
+         r"reg_lambda must be a number or a \(K,\) array of numbers.*dtype <U3"),
+        (lambda m: miniml.fit_batched(m, np.ones((5, 2)), np.ones((5, 1)), shared=True,
+                                      reg_lambda=[True, False]),
+         r"array of numbers, got \[True, False\] \(dtype bool\)"),
+        (lambda m: miniml.fit_batched(m, np.ones((5, 2)), np.ones((5, 1)), shared=True,
+                                      seeds=[-1, 2]),
+         r"seeds must lie in \[0, 2\*\*63\), as fit's seed; got \[-1\]"),
+        (lambda m: miniml.fit_batched(m, np.ones((4, 5, 2)), np.ones((4, 5, 1)), epochs=3),
+         "epochs applies to stochastic optimizers; LBFGS always uses each member's full data"),
+        (lambda m: miniml.fit_batched(m, np.ones((4, 5, 2)), np.ones((4, 5, 1)),
+                                      batch_size=2),
+         "batch_size applies to stochastic optimizers"),
+        (lambda m: miniml.cross_validate_path(m, np.ones((6, 2)), np.ones((6, 1)), [1.0, 2.0],
+                                              n_folds=2, scoring=lambda t, p: jnp.nan,
+                                              greater_is_better=False),
+         "no strength has a finite mean score"),
     ],
 )  # fmt: skip
 def test_clear_errors(call, message):
@@ -398,6 +430,49 @@ def test_clear_errors(call, message):
     with pytest.raises(MiniMLError, match=message) as info:
         call(model)
     assert "fit_batched" in str(info.value) or "cross_validate_path" in str(info.value)
+
+
+def test_seeds_beyond_32_bits_give_the_keys_of_fit():
+    """Member k with seeds[k] = s shuffles and draws like fit(seed=s), for s >= 2**32."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 3))
+    y = X @ np.array([[1.0], [-2.0], [0.5]])
+    model = LinearModel(3, 1)
+    model.bind()
+    seeds = [2**40 + 3, 5]
+    batch = miniml.fit_batched(model, X, y, shared=True, seeds=seeds, x0=np.zeros(4),
+                               optimizer=Adam(lr=0.1), epochs=2, batch_size=8)  # fmt: skip
+    for k, seed in enumerate(seeds):
+        single = LinearModel(3, 1)
+        single.bind()
+        single.fit(X, y, optimizer=Adam(lr=0.1), epochs=2, batch_size=8, seed=seed)
+        np.testing.assert_allclose(batch.x_opt[k], single.get_buffer(), rtol=1e-13)
+    assert not np.allclose(batch.x_opt[0], batch.x_opt[1])
+
+
+def test_a_never_randomized_network_warns_as_fit_does():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(30, 3))
+    model = TinyMLP(3, 4, 1)
+    model.bind()
+    with pytest.warns(UserWarning, match="fit_batched: the model was never randomized"):
+        miniml.fit_batched(model, X, X[:, :1], shared=True, reg_lambda=[0.1, 1.0])
+
+
+def test_cross_validation_never_picks_a_strength_whose_mean_score_is_nan():
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(40, 3))
+    y = X @ np.array([[1.0], [-2.0], [0.5]]) + 0.1 * rng.normal(size=(40, 1))
+    model = LinearModel(3, 1)
+    model.bind()
+
+    def picky(y_true, y_pred):  # cannot score the nearly unregularized fits
+        return jnp.where(jnp.abs(y_pred).max() > 4, jnp.nan, jnp.mean((y_true - y_pred) ** 2))
+
+    cv = miniml.cross_validate_path(model, X, y, [1e-3, 10.0, 100.0], n_folds=4, scoring=picky,
+                                    greater_is_better=False)  # fmt: skip
+    assert np.isnan(cv.mean_scores[0]) and np.all(np.isfinite(cv.mean_scores[1:]))
+    assert cv.best_reg_lambda == 10.0 and cv.mean_scores[1] < cv.mean_scores[2]
 
 
 def test_member_index_out_of_range_is_a_clear_error(ridge):

@@ -53,7 +53,7 @@ SCRIPT = textwrap.dedent(
 
     # The compiled L-BFGS and mini-batch Adam on the same shards.
     from miniml import MiniMLError
-    from miniml.optim import LBFGS, Adam
+    from miniml.optim import LBFGS, SGD, Adam
 
     for devices in (None, 4):
         model = LinearModel(21, 1, bias=False)
@@ -122,6 +122,11 @@ SCRIPT = textwrap.dedent(
                                     learning_rate=np.linspace(0.01, 0.1, K), seeds=range(K),
                                     epochs=4, batch_size=15, devices=devices)
         out[f"batched_adam_{devices}"] = member_fields(result)
+    for devices in (None, 4):  # one learning rate for all, 5 members: padded to 8
+        result = miniml.fit_batched(ridge, Xs[0], ys[0], shared=True, seeds=range(5),
+                                    optimizer=SGD(lr=0.01), learning_rate=0.02, epochs=3,
+                                    batch_size=12, devices=devices)
+        out[f"batched_sgd_{devices}"] = member_fields(result)
     for devices in (None, 4):
         cv = miniml.cross_validate_path(logistic, Xl[:3001], yl[:3001], np.logspace(-2, 0, 3),
                                         n_folds=3, devices=devices)
@@ -181,7 +186,7 @@ def test_minibatch_on_devices_needs_evenly_split_samples(results):
 
 
 @pytest.mark.parametrize("key", ["batched_ridge_4", "batched_ridge_3", "batched_folds_4",
-                                 "batched_adam_2"])  # fmt: skip
+                                 "batched_adam_2", "batched_sgd_4"])  # fmt: skip
 def test_batched_members_over_devices_equal_the_single_device_batch(results, key):
     """Stacked ridge fits over 4 and 3 devices (10 members: padded to 12), masked
     cross-validation folds of unequal sizes and per-member Adam learning rates: every

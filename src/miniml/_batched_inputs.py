@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from miniml.data import as_data
+from miniml.data import as_data, describe
 from miniml.errors import MiniMLError
 
 __all__ = [
@@ -51,8 +51,13 @@ def prepare_data(
                 f"and {k_y} members and samples {listing}. For one data set shared by all "
                 "members pass shared=True or rows=..."
             )
-        counts["stacked X"] = k_x
         n = next(iter(sizes.values()))
+        _count(counts, "stacked X", k_x)
+        if n == 0:
+            raise MiniMLError(
+                f"{WHERE}: stacked X and y hold no samples (shapes {describe(X_data)} and "
+                f"{describe(y_data)}); every member needs at least one."
+            )
         data = (X_data, y_data)
         return data, 0, "stacked", n, jax.tree.map(lambda a: a[0], data)
     X_data, n_x = as_data(X, "X", WHERE, dtype)
@@ -68,7 +73,10 @@ def prepare_data(
             f"{WHERE}: rows must be a (K, m) integer array of row indices or a (K, n) "
             f"boolean mask; got dtype {index.dtype} and shape {index.shape}."
         )
-    counts["rows"] = index.shape[0]
+    _count(counts, "rows", index.shape[0])
+    if index.shape[1] == 0:
+        raise MiniMLError(f"{WHERE}: rows selects no sample (shape {index.shape}); every "
+                          "member needs at least one.")  # fmt: skip
     if index.dtype.kind == "b":
         if index.shape[1] != n_x:
             raise MiniMLError(
@@ -100,11 +108,17 @@ def per_member_numbers(
     value: Any, name: str, counts: dict[str, int], positive: bool = False
 ) -> np.ndarray:
     try:
-        array = np.asarray(value, np.float64)
+        raw = np.asarray(value)
     except (TypeError, ValueError) as err:
         raise MiniMLError(
             f"{WHERE}: {name} must be a number or a (K,) array, got {value!r}."
         ) from err
+    if raw.dtype.kind not in "iuf":  # np.asarray(..., float) would take "1" and True
+        raise MiniMLError(
+            f"{WHERE}: {name} must be a number or a (K,) array of numbers, got {value!r} "
+            f"(dtype {raw.dtype})."
+        )
+    array = raw.astype(np.float64)
     if array.ndim > 1:
         raise MiniMLError(
             f"{WHERE}: {name} must be a number or a (K,) array, got shape {array.shape}."
@@ -113,7 +127,7 @@ def per_member_numbers(
         bound = "> 0" if positive else ">= 0"
         raise MiniMLError(f"{WHERE}: every {name} must be finite and {bound}, got {value!r}.")
     if array.ndim == 1:
-        counts[name] = array.shape[0]
+        _count(counts, name, array.shape[0])
     return array
 
 
@@ -126,6 +140,11 @@ def seed_list_of(seeds: Any, counts: dict[str, int]) -> list[int] | None:
         raise MiniMLError(
             f"{WHERE}: seeds must be a non-empty sequence of K ints (e.g. range(20)), got "
             f"{seeds!r}."
+        )
+    out_of_range = [s for s in items if not 0 <= s < 2**63]
+    if out_of_range:
+        raise MiniMLError(
+            f"{WHERE}: seeds must lie in [0, 2**63), as fit's seed; got {out_of_range[:3]}."
         )
     counts["seeds"] = len(items)
     return [int(s) for s in items]
@@ -141,8 +160,15 @@ def starts_of(x0: Any, model: Any, counts: dict[str, int]) -> np.ndarray:
     if not np.all(np.isfinite(array)):
         raise MiniMLError(f"{WHERE}: x0 contains NaN or infinite values.")
     if array.ndim == 2:
-        counts["x0"] = array.shape[0]
+        _count(counts, "x0", array.shape[0])
     return array
+
+
+def _count(counts: dict[str, int], name: str, k: int) -> None:
+    """Record that ``name`` gives K = ``k`` members; K = 0 is an error."""
+    if k == 0:
+        raise MiniMLError(f"{WHERE}: {name} gives zero members; a batch needs at least one.")
+    counts[name] = k
 
 
 def member_count(counts: dict[str, int]) -> int:

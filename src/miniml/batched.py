@@ -282,19 +282,36 @@ def fit_batched(
         rates = per_member_numbers(learning_rate, "learning_rate", counts, positive=True)
     n_members = member_count(counts)
     lambdas = np.broadcast_to(lambdas, (n_members,)).astype(dtype)
-    from miniml.fitting import _check_prediction_shape, _check_strength
+    if rates is not None:
+        rates = np.broadcast_to(rates, (n_members,))
+    if not stochastic:
+        for option, value in (("epochs", epochs), ("batch_size", batch_size)):
+            if value is not None:
+                raise MiniMLError(
+                    f"{WHERE}: {option} applies to stochastic optimizers; LBFGS always uses "
+                    "each member's full data. Drop it, or use LBFGS(maxiter=...) to limit "
+                    "iterations."
+                )
+    from miniml.fitting import (
+        _check_prediction_shape,
+        _check_strength,
+        _warn_if_zero_start_is_stuck,
+    )
 
     active = _check_strength(active_reg_lambda, "active_reg_lambda", WHERE)
     _check_prediction_shape(model, first[0], first[1], static, WHERE)
+    zero_start = False
     if start is None:
         if seed_list is not None:
             start = random_starts(model, seed_list)
         else:
             model._require_bound("fit_batched")
             start = np.asarray(model.get_buffer(copy=False))
+            zero_start = bool(vars(model).get("_miniml_zero_start", False))
     x_start = np.ascontiguousarray(np.broadcast_to(start, (n_members, model.size)), dtype)
+    # int64 seeds give the keys fit(seed=...) makes ([high word, low word]).
     keys = _member_keys(np.asarray(seed_list if seed_list is not None else [0] * n_members,
-                                   np.uint32))  # fmt: skip
+                                   np.int64))  # fmt: skip
     hyper = Hyper(
         reg_lambda=jnp.asarray(lambdas),
         active_reg_lambda=jnp.asarray(active, dtype),
@@ -306,6 +323,9 @@ def fit_batched(
     if mode == "masked":
         reduction_of(model.loss_function, WHERE)
     objective = objective_for(model, frozenset(), static, chunk)
+    if zero_start:  # every member starts from the never-randomized model's zeros
+        member_0 = hyper._replace(reg_lambda=hyper.reg_lambda[0], rng_key=hyper.rng_key[0])
+        _warn_if_zero_start_is_stuck(model, frozenset(), static, first, member_0, WHERE)
     mesh = resolve_mesh(devices, WHERE)
     if mesh is not None:
         n_padded = padded_member_count(n_members, mesh, WHERE)

@@ -39,7 +39,7 @@ class CrossValidationResult:
         reg_lambdas: ``(L,)`` the strengths tried, in the order given.
         scores: ``(L, n_folds)`` held-out score of every strength on every fold.
         mean_scores: ``(L,)`` the mean over folds.
-        best_index: index of the best mean score (first one on ties).
+        best_index: index of the best finite mean score (first one on ties).
         best_reg_lambda: ``reg_lambdas[best_index]``.
         greater_is_better: the direction used to pick the best.
         fits: the `BatchedFitResult` of all ``L * n_folds`` members; member
@@ -165,7 +165,15 @@ def cross_validate_path(
             y_pred = jax.tree.map(lambda a, m=k, rows=held_out: a[m][rows], predictions)
             scores[i, f] = float(score(y_true, y_pred))
     means = scores.mean(axis=1)
-    best = int(np.argmax(means) if greater else np.argmin(means))
+    finite = np.isfinite(means)
+    if not finite.any():
+        raise MiniMLError(
+            f"{where}: no strength has a finite mean score (scores {scores.tolist()}); "
+            "check the scoring function and the fits (result.fits.success)."
+        )
+    # A NaN mean (a fold the scorer could not score) never wins.
+    best = int(np.nanargmax(np.where(finite, means, np.nan)) if greater
+               else np.nanargmin(np.where(finite, means, np.nan)))  # fmt: skip
     return CrossValidationResult(lambdas, scores, means, best, float(lambdas[best]), greater,
                                  fits, folds)  # fmt: skip
 

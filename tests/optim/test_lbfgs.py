@@ -263,6 +263,38 @@ def test_objective_non_finite_along_the_search_keeps_last_finite_iterate(walled)
     assert result.history.column("loss")[-1] == result.loss
 
 
+def test_a_step_that_raises_the_objective_is_a_failed_search():
+    """With log(b) in the model an L-BFGS pair can have negative curvature and point
+    uphill, where the sufficient-decrease test itself allows an increase: that step
+    must end the fit as a failed line search at the last lower iterate, not be taken
+    and reported as FTOL convergence."""
+
+    class LogOffset(MiniMLModel):
+        def __init__(self):
+            self.w = MiniMLParam((2, 1))
+            self.b = MiniMLParam((1,))
+            super().__init__()
+
+        def _predict_kernel(self, X, buffer):
+            return X @ self.w(buffer) + jnp.log(self.b(buffer))
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30, 2))
+    y = X @ np.array([[1.0], [2.0]]) - 30.0
+    model = LogOffset()
+    model.bind()
+    model.set_buffer(np.array([0.0, 0.0, 1.0]))
+    start = float(np.sum((X @ np.zeros((2, 1)) + np.log(1.0) - y) ** 2))
+    with pytest.warns(ConvergenceWarning, match="line search found no step that decreases"):
+        res = model.fit(X, y, reg_lambda=0.0, optimizer=LBFGS(maxiter=50))
+    assert not res.success and res.status == 2
+    losses = res.history.column("loss")
+    assert all(b < a for a, b in zip([start, *losses], losses, strict=False))  # only decreases
+    w, b = np.asarray(model.w.value), float(model.b.value[0])
+    assert res.loss == pytest.approx(float(np.sum((X @ w + np.log(b) - y) ** 2)), rel=1e-12)
+    assert res.loss == losses[-1] < start
+
+
 def test_non_finite_start_stops_at_once(walled):
     model = walled
     model.bind()

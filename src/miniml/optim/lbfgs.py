@@ -517,7 +517,11 @@ def loop_functions(
             finite &= jnp.all(jnp.isfinite(x_new))
             # A zero step means the search saw only non-finite values (optax keeps x).
             no_step = line <= 0
-            ls_failed = (value > old.value) & (search.decrease_error > 0)
+            # A step that raises the objective is a failed search: the decrease condition
+            # was missed, or the direction was not a descent one (an L-BFGS pair with
+            # negative curvature), where that condition itself allows an increase.
+            uphill = jnp.vdot(x_new - old.x, old.grad) >= 0
+            ls_failed = (value > old.value) & ((search.decrease_error > 0) | uphill)
             accepted = finite & ~no_step & ~ls_failed
             n_iterations = old.n_iterations + accepted.astype(jnp.int32)
             scale = jnp.maximum(jnp.maximum(jnp.abs(old.value), jnp.abs(value)), 1.0)
