@@ -12,7 +12,7 @@ from miniml.callbacks import Callback, EarlyStopping, LambdaCallback
 from miniml.errors import ConvergenceWarning
 from miniml.history import BASE_COLUMNS
 from miniml.loss import LNormRegularization, mean_squared_error_loss
-from miniml.metrics import Accuracy, LogLoss, mean_absolute_error, r2_score
+from miniml.metrics import Accuracy, LogLoss, mean_absolute_error, mean_squared_error, r2_score
 from miniml.optim import LBFGS, SGD, Adam, ScipyOptimizer
 from tests.models import LinearModel, TinyMLP
 
@@ -116,6 +116,16 @@ def test_builtin_metrics_match_sklearn():
     p1 = rng.uniform(0.05, 0.95, size=(40, 1))
     assert float(LogLoss()(binary, p1)) == pytest.approx(skm.log_loss(binary, p1), rel=1e-12)
     assert float(Accuracy()(binary, p1)) == pytest.approx(skm.accuracy_score(binary, p1 > 0.5))
+    # (n,) targets against (n, 1) predictions pair element by element, not as (n, n)
+    column = p[:, :1]
+    for metric, reference in ((mean_squared_error, skm.mean_squared_error),
+                              (mean_absolute_error, skm.mean_absolute_error),
+                              (r2_score, skm.r2_score)):  # fmt: skip
+        assert float(metric(y[:, 0], column)) == pytest.approx(
+            reference(y[:, 0], column[:, 0]), rel=1e-12
+        )
+    with pytest.raises(MiniMLError, match=r"mean_squared_error: y_true has shape \(40, 2\)"):
+        mean_squared_error(y, column)
     # 1-D labels and 1-D scores (a model returning (n,) logits): one label per sample
     flat, scores = binary.ravel(), rng.normal(size=40)
     assert float(Accuracy(threshold=0.0)(flat, scores)) == pytest.approx(

@@ -105,6 +105,21 @@ def test_round_trip_with_rich_constructor_arguments(tmp_path):
     np.testing.assert_array_equal(np.asarray(loaded.get_buffer()), np.asarray(model.get_buffer()))
 
 
+def test_a_path_saved_without_the_npz_suffix_loads_by_the_same_path(tmp_path):
+    """save("m") writes m.npz (numpy's rule); load("m") and load_state("m") find it."""
+    model = LinearModel(3, 2)
+    model.randomize(seed=0)
+    model.save(tmp_path / "m")
+    assert (tmp_path / "m.npz").exists() and not (tmp_path / "m").exists()
+    loaded = LinearModel.load(tmp_path / "m")
+    np.testing.assert_array_equal(loaded.get_buffer(), model.get_buffer())
+    other = LinearModel(3, 2)
+    other.load_state(str(tmp_path / "m"))
+    np.testing.assert_array_equal(other.get_buffer(), model.get_buffer())
+    with pytest.raises(FileNotFoundError):
+        LinearModel.load(tmp_path / "missing")
+
+
 def test_loading_into_a_different_structure_names_the_first_mismatch(tmp_path):
     model = LinearModel(3, 2)
     model.randomize(seed=0)

@@ -91,6 +91,13 @@ def save_model(model: MiniMLModel, path: str | Path, state_only: bool = False) -
 
 
 def _read(path: str | Path, where: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    given = Path(path)
+    if (
+        not given.exists()
+        and given.suffix != ".npz"
+        and given.with_name(given.name + ".npz").exists()
+    ):
+        path = given.with_name(given.name + ".npz")  # save("x") wrote x.npz
     try:
         # Opening the file ourselves guarantees it is closed when numpy fails midway.
         with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as archive:

@@ -32,13 +32,28 @@ __all__ = [
 Metric = Callable[[JXArray, JXArray], JXArray]
 
 
+def _per_sample(y_true: JXArray, y_pred: JXArray, name: str) -> tuple[JXArray, JXArray]:
+    """Both as ``(n, values per sample)``, so ``(n,)`` and ``(n, 1)`` compare element by
+    element instead of broadcasting to ``(n, n)``; other mismatches are errors."""
+    y_true, y_pred = jnp.asarray(y_true), jnp.asarray(y_pred)
+    if y_true.shape[:1] != y_pred.shape[:1] or y_true.size != y_pred.size:
+        raise MiniMLError(
+            f"{name}: y_true has shape {tuple(y_true.shape)} and y_pred "
+            f"{tuple(y_pred.shape)}; they must hold the same number of values per sample."
+        )
+    n = y_true.shape[0] if y_true.ndim else 1
+    return jnp.reshape(y_true, (n, -1)), jnp.reshape(y_pred, (n, -1))
+
+
 def mean_squared_error(y_true: JXArray, y_pred: JXArray) -> JXArray:
     r""":math:`\frac{1}{m}\sum_i (y_i - \hat y_i)^2` over all elements."""
+    y_true, y_pred = _per_sample(y_true, y_pred, "mean_squared_error")
     return jnp.mean((y_true - y_pred) ** 2)
 
 
 def mean_absolute_error(y_true: JXArray, y_pred: JXArray) -> JXArray:
     r""":math:`\frac{1}{m}\sum_i |y_i - \hat y_i|` over all elements."""
+    y_true, y_pred = _per_sample(y_true, y_pred, "mean_absolute_error")
     return jnp.mean(jnp.abs(y_true - y_pred))
 
 
@@ -47,8 +62,7 @@ def r2_score(y_true: JXArray, y_pred: JXArray) -> JXArray:
     ``r2_score(multioutput="uniform_average")``:
     :math:`1 - \sum_n (y_n - \hat y_n)^2 / \sum_n (y_n - \bar y)^2` per output column.
     """
-    y_true = jnp.reshape(y_true, (y_true.shape[0], -1))
-    y_pred = jnp.reshape(y_pred, (y_pred.shape[0], -1))
+    y_true, y_pred = _per_sample(y_true, y_pred, "r2_score")
     residual = jnp.sum((y_true - y_pred) ** 2, axis=0)
     total = jnp.sum((y_true - jnp.mean(y_true, axis=0)) ** 2, axis=0)
     return jnp.mean(1.0 - residual / total)
