@@ -126,6 +126,18 @@ def test_builtin_metrics_match_sklearn():
         )
     with pytest.raises(MiniMLError, match=r"mean_squared_error: y_true has shape \(40, 2\)"):
         mean_squared_error(y, column)
+    # Degenerate inputs as scikit-learn scores them: constant targets, certain predictions
+    constant = np.ones((5, 2))
+    for guess in (constant, constant + np.eye(5, 2)):
+        assert float(r2_score(constant, guess)) == skm.r2_score(constant, guess)
+    certain = np.array([[0.0, 1.0], [1.0, 0.0]])
+    for labels_ in ([1, 0], [0, 1]):
+        assert float(LogLoss()(np.array(labels_), certain)) == pytest.approx(
+            skm.log_loss(labels_, certain), rel=1e-12
+        )
+        assert float(LogLoss()(np.array(labels_)[:, None], certain[:, 1:])) == pytest.approx(
+            skm.log_loss(labels_, certain[:, 1]), rel=1e-12
+        )
     # 1-D labels and 1-D scores (a model returning (n,) logits): one label per sample
     flat, scores = binary.ravel(), rng.normal(size=40)
     assert float(Accuracy(threshold=0.0)(flat, scores)) == pytest.approx(

@@ -65,7 +65,11 @@ def r2_score(y_true: JXArray, y_pred: JXArray) -> JXArray:
     y_true, y_pred = _per_sample(y_true, y_pred, "r2_score")
     residual = jnp.sum((y_true - y_pred) ** 2, axis=0)
     total = jnp.sum((y_true - jnp.mean(y_true, axis=0)) ** 2, axis=0)
-    return jnp.mean(1.0 - residual / total)
+    # A constant column scores 1 when predicted exactly and 0 otherwise, as scikit-learn
+    # does (force_finite), instead of NaN or -inf.
+    constant = total == 0
+    score = 1.0 - residual / jnp.where(constant, 1.0, total)
+    return jnp.mean(jnp.where(constant, jnp.where(residual == 0, 1.0, 0.0), score))
 
 
 def _class_predictions(y_pred: JXArray, threshold: float) -> JXArray:
@@ -107,7 +111,9 @@ class LogLoss:
 
     Multi-class: :math:`-\frac1N\sum_n \log p_{n,y_n}`; one column: binary
     :math:`-\frac1N\sum_n [y_n\log p_n + (1-y_n)\log(1-p_n)]`. With
-    ``from_logits=True`` the predictions are logits (softmax / sigmoid applied here).
+    ``from_logits=True`` the predictions are logits (softmax / sigmoid applied here);
+    probabilities are clipped to :math:`[\epsilon, 1-\epsilon]` (machine epsilon of their
+    dtype), as scikit-learn does, so a confident mistake costs a large finite loss.
     """
 
     def __init__(self, from_logits: bool = False, name: str = "log_loss") -> None:
@@ -115,6 +121,9 @@ class LogLoss:
         self.name = name
 
     def __call__(self, y_true: JXArray, y_pred: JXArray) -> JXArray:
+        if not self.from_logits:  # scikit-learn clips probabilities to [eps, 1 - eps]
+            eps = jnp.finfo(jnp.result_type(y_pred, jnp.float32)).eps
+            y_pred = jnp.clip(y_pred, eps, 1 - eps)
         if y_pred.ndim >= 2 and y_pred.shape[-1] > 1:
             log_p = jax.nn.log_softmax(y_pred, axis=-1) if self.from_logits else jnp.log(y_pred)
             labels = _class_labels(y_true, y_pred.ndim)
