@@ -296,6 +296,7 @@ def fit_batched(
         _check_prediction_shape,
         _check_strength,
         _warn_if_zero_start_is_stuck,
+        random_keys,
     )
 
     active = _check_strength(active_reg_lambda, "active_reg_lambda", WHERE)
@@ -309,9 +310,7 @@ def fit_batched(
             start = np.asarray(model.get_buffer(copy=False))
             zero_start = bool(vars(model).get("_miniml_zero_start", False))
     x_start = np.ascontiguousarray(np.broadcast_to(start, (n_members, model.size)), dtype)
-    # int64 seeds give the keys fit(seed=...) makes ([high word, low word]).
-    keys = _member_keys(np.asarray(seed_list if seed_list is not None else [0] * n_members,
-                                   np.int64))  # fmt: skip
+    keys = random_keys(seed_list if seed_list is not None else [0] * n_members)
     hyper = Hyper(
         reg_lambda=jnp.asarray(lambdas),
         active_reg_lambda=jnp.asarray(active, dtype),
@@ -351,10 +350,6 @@ def fit_batched(
     result._model, result._static = model, static
     result._signature = signature_of(first[0])
     return result
-
-
-_member_keys = jax.jit(jax.vmap(jax.random.key))
-"""One random key per member seed (jitted: vmapping it anew took ~3 ms per call)."""
 
 
 def _check_model_and_optimizer(model: Any, optimizer: Any) -> tuple[Any, bool]:

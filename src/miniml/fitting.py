@@ -104,17 +104,24 @@ def _frozen_names(model: MiniMLModel, returned: Any, where: str) -> frozenset[st
 
 @functools.lru_cache(maxsize=64)
 def _random_key(seed: int) -> Any:
-    """``jax.random.key(seed)``, made once per seed (keys are immutable).
+    """``jax.random.key(seed)``, made once per seed (keys are immutable)."""
+    return random_keys([seed])[0]
 
-    For the default threefry generator the key data of a seed (in [0, 2**63), as fit
-    checks) is its high and low 32-bit words; wrapping them directly gives the same key without
-    compiling JAX's seeding program (~35 ms of a cold start).
+
+def random_keys(seeds: Any) -> Any:
+    """``jax.random.key(s)`` for each seed ``s`` in [0, 2**63) (as fit checks).
+
+    For the default threefry generator the key data of a seed is its high and low 32-bit
+    words; wrapping them directly gives the same keys without compiling JAX's seeding
+    program (~35 ms of a cold start) and without 64-bit integers on the device, so
+    seeds >= 2**31 stay exact with JAX's 64-bit mode off.
     """
+    values = np.asarray(seeds, np.uint64)
     impl = jax.config.jax_default_prng_impl  # type: ignore[attr-defined]  # not in stubs
     if impl == "threefry2x32":
-        words = np.array([seed >> 32, seed & 0xFFFFFFFF], dtype=np.uint32)
-        return jax.random.wrap_key_data(to_device(words), impl="threefry2x32")
-    return jax.random.key(seed)
+        words = np.stack([values >> np.uint64(32), values & np.uint64(0xFFFFFFFF)], axis=-1)
+        return jax.random.wrap_key_data(to_device(words.astype(np.uint32)), impl=impl)
+    return jnp.stack([jax.random.key(int(s)) for s in values])
 
 
 def _check_prediction_shape(
