@@ -452,6 +452,24 @@ def test_early_stopping_restores_best_validation_parameters_stochastic_path():
     assert f"restored the best val_loss from Adam iteration {best + 1}" in res.message
 
 
+@pytest.mark.parametrize("restore_best", [True, False])
+def test_early_stopping_restores_the_best_point_when_the_fit_ends_on_its_own(restore_best):
+    # The stopper never triggers (patience > epochs): Keras 3 semantics still restore.
+    X, y, Xv, yv = _noisy_overparameterized()
+    model = TinyMLP(30, 20, 1)
+    model.randomize(seed=0)
+    stopper = EarlyStopping(monitor="val_loss", patience=1000, restore_best=restore_best)
+    res = model.fit(X, y, reg_lambda=0.0, validation_data=(Xv, yv), callbacks=[stopper],
+                    optimizer=Adam(lr=1e-2), epochs=300, batch_size=10)  # fmt: skip
+    val = res.history.column("val_loss")
+    assert len(val) == 300 and res.stop_reason is None
+    assert min(val) < val[-1]  # the run overfits, so the best point is not the last
+    final_val = float(np.sum((np.asarray(model.predict(Xv)) - yv) ** 2))
+    expected = min(val) if restore_best else val[-1]
+    assert final_val == pytest.approx(expected, rel=1e-12)
+    assert ("restored the best val_loss" in res.message) is restore_best
+
+
 # ------------------------------------------------- Ctrl-C on the compiled paths
 @pytest.mark.parametrize(
     "path",

@@ -119,7 +119,10 @@ class EarlyStopping(Callback):
             ``"loss"`` or ``"val_<metric>"``.
         patience: how many evaluations of ``monitor`` without improvement to allow.
         min_delta: the smallest change that counts as an improvement.
-        restore_best: end the fit with the parameters of the best evaluation.
+        restore_best: end the fit with the parameters of the best evaluation, whether
+            this callback stopped the fit or it ended otherwise (converged, out of
+            iterations, stopped by another callback), as Keras 3 does; the result's
+            message then says which point was restored. False keeps the last point.
         mode: ``"min"`` (losses) or ``"max"`` (accuracy, R²).
     """
 
