@@ -3,10 +3,14 @@
 Inputs and targets may be an array (or array-like), or a tuple/dict of arrays that
 share their first (sample) axis, e.g. ``X = (user_ids, item_ids)``. Floating leaves
 are converted to the model's dtype; integer and boolean leaves are kept as they are.
+Nothing is silently ignored: a masked array is used only when nothing is masked, and a
+pandas object with nullable dtypes (``Float64``, ``Int64``, ``boolean``) only when it
+has no missing values (``pd.NA``); otherwise the error says how many and how to fix it.
 """
 
 from __future__ import annotations
 
+import sys
 import weakref
 from typing import Any
 
@@ -29,6 +33,11 @@ __all__ = [
 def _leaf_to_array(leaf: Any, label: str, where: str) -> np.ndarray | jax.Array:
     if isinstance(leaf, jax.Array):
         return leaf
+    if isinstance(leaf, np.ma.MaskedArray):
+        return _unmasked(leaf, label, where)
+    from_pandas = _from_pandas_nullable(leaf, label, where)
+    if from_pandas is not None:
+        return from_pandas
     try:
         array = np.asarray(leaf)
     except ValueError as err:
@@ -36,6 +45,72 @@ def _leaf_to_array(leaf: Any, label: str, where: str) -> np.ndarray | jax.Array:
             f"{where}: {label} could not be turned into an array ({err}). Ragged nested "
             "lists are not arrays: pad them to a common length or pass a tuple of arrays."
         ) from err
+    return array
+
+
+def _unmasked(leaf: np.ma.MaskedArray, label: str, where: str) -> np.ndarray:
+    """The data of a masked array without masked entries; one with any is refused.
+
+    ``np.asarray`` would silently drop the mask and use the values under it.
+    """
+    mask = np.ma.getmaskarray(leaf)
+    n_masked = int(mask.sum())
+    if n_masked:
+        samples = ""
+        if mask.ndim >= 1:
+            rows = int(mask.reshape(mask.shape[0], -1).any(axis=1).sum())
+            samples = f" (in {rows} of {mask.shape[0]} samples)"
+        raise MiniMLError(
+            f"{where}: {label} is a masked array with {n_masked} masked "
+            f"{'entry' if n_masked == 1 else 'entries'}{samples}; "
+            "expected data without masked entries, as MiniML would otherwise use the "
+            f"values hidden under the mask. Fill them, e.g. {label}.filled(value), or "
+            "drop the samples that contain them."
+        )
+    return np.asarray(np.ma.getdata(leaf))
+
+
+def _from_pandas_nullable(leaf: Any, label: str, where: str) -> np.ndarray | None:
+    """A pandas object with nullable numeric dtypes (``Float64``, ``Int64``,
+    ``boolean``, numeric pyarrow types) as the numpy array of its numpy dtypes, or an
+    error counting its missing values; None for anything else (numpy-backed pandas
+    objects convert fine with ``np.asarray``).
+
+    ``np.asarray`` turns such a frame into an object array, or one with ``pd.NA`` into
+    objects or NaN, whose errors would not say what is wrong.
+    """
+    pd = sys.modules.get("pandas")  # never imported here: a pandas object implies it
+    if pd is None:
+        return None
+    frame = isinstance(leaf, pd.DataFrame)
+    if frame:
+        dtypes = list(leaf.dtypes)
+    elif isinstance(leaf, (pd.Series, pd.Index, pd.api.extensions.ExtensionArray)):
+        dtypes = [leaf.dtype]
+    else:
+        return None
+    if all(isinstance(dtype, np.dtype) for dtype in dtypes):
+        return None
+    numpy_dtypes = [
+        dtype if isinstance(dtype, np.dtype) else getattr(dtype, "numpy_dtype", None)
+        for dtype in dtypes
+    ]
+    if not all(isinstance(d, np.dtype) and d.kind in "biuf" for d in numpy_dtypes):
+        return None  # e.g. categories or strings: the usual dtype error applies
+    missing = np.asarray(pd.isna(leaf), bool)
+    n_missing = int(missing.sum())
+    if n_missing:
+        columns = ""
+        if frame and missing.ndim == 2:
+            names = [leaf.columns[i] for i in np.flatnonzero(missing.any(axis=0))]
+            shown = f"{names[:10]}" if len(names) <= 10 else f"{names[:10]} and more"
+            columns = f" in {len(names)} of {len(dtypes)} column(s) {shown}"
+        raise MiniMLError(
+            f"{where}: {label} has {n_missing} missing value(s) (pd.NA){columns}; MiniML "
+            "fits and predicts only on complete, finite data. Drop or impute them first, "
+            f"e.g. {label}.dropna() or {label}.fillna(value)."
+        )
+    array: np.ndarray = leaf.to_numpy(dtype=np.result_type(*numpy_dtypes))
     return array
 
 

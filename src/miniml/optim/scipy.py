@@ -371,12 +371,16 @@ class _AcceptedIterates:
         elif not success:
             warnings.warn(f"{method} did not converge: {message}", ConvergenceWarning, stacklevel=4)
         n_hess = int(getattr(res, "nhev", 0) or (problem.n_hessp + problem.n_hess))
+        # After a callback's stop: the iterations reported to the history, as for the
+        # other methods. SciPy's own ``nit`` then is 0 for COBYQA (SciPy 1.17), and
+        # Nelder-Mead's counts from 1, one more than the iterations it called back for.
+        n_iterations = self.count if self.stopped else int(getattr(res, "nit", self.count) or 0)
         return OptimizerResult(
             x=x,
             fun=fun,
             success=success,
             message=message,
-            n_iterations=int(getattr(res, "nit", self.count) or 0),
+            n_iterations=n_iterations,
             n_function_evaluations=int(getattr(res, "nfev", problem.n_fun)),
             n_jacobian_evaluations=int(getattr(res, "njev", problem.n_grad) or 0),
             n_hessian_evaluations=n_hess,
