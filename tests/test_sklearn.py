@@ -416,6 +416,31 @@ def test_classifier_needs_two_classes():
         MiniMLClassifier().fit(X, ["a"] * 4)
 
 
+@pytest.mark.parametrize("estimator", [MiniMLRegressor, MiniMLClassifier])
+@pytest.mark.parametrize("masked", ["X", "y", "predict"])
+def test_masked_entries_are_refused_not_dropped(estimator, masked):
+    # scikit-learn's validate_data would use the values under the mask.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(20, 3))
+    y = (X[:, 0] > 0).astype(float)
+    hide = np.zeros(20, bool)
+    hide[[2, 5]] = True
+    X_masked = np.ma.masked_array(X, mask=np.repeat(hide[:, None], 3, axis=1))
+    y_masked = np.ma.masked_array(y, mask=hide)
+    fitted = estimator().fit(X, y)
+    method, label = ("fit", masked) if masked != "predict" else ("predict", "X")
+    message = rf"{estimator.__name__}\.{method}: {label} is a masked array with \d+ masked"
+    with pytest.raises(MiniMLError, match=message):
+        if masked == "X":
+            estimator().fit(X_masked, y)
+        elif masked == "y":
+            estimator().fit(X, y_masked)
+        else:
+            fitted.predict(X_masked)
+    no_mask = np.ma.masked_array(X, mask=False)
+    np.testing.assert_array_equal(fitted.predict(no_mask), fitted.predict(X))
+
+
 def _forget_miniml_sklearn(monkeypatch):
     """Drop miniml.sklearn from sys.modules (restored after the test) to import it anew."""
     for name in [m for m in sys.modules if m.split(".")[:2] == ["miniml", "sklearn"]]:

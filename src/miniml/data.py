@@ -22,6 +22,7 @@ from miniml.errors import MiniMLError
 
 __all__ = [
     "as_data",
+    "check_no_masked_entries",
     "check_same_samples",
     "describe",
     "describe_signature",
@@ -68,6 +69,13 @@ def _unmasked(leaf: np.ma.MaskedArray, label: str, where: str) -> np.ndarray:
             "drop the samples that contain them."
         )
     return np.asarray(np.ma.getdata(leaf))
+
+
+def check_no_masked_entries(value: Any, label: str, where: str) -> None:
+    """Refuse a masked array with masked entries, for entry points that convert their
+    inputs themselves (the scikit-learn wrappers, whose ``validate_data`` drops masks)."""
+    if isinstance(value, np.ma.MaskedArray):
+        _unmasked(value, label, where)
 
 
 def _from_pandas_nullable(leaf: Any, label: str, where: str) -> np.ndarray | None:

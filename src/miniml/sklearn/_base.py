@@ -20,6 +20,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from miniml.data import check_no_masked_entries
 from miniml.errors import MiniMLError
 from miniml.fitting import fit_model
 from miniml.kernel import PredictMode, split_kernel_output
@@ -208,6 +209,7 @@ class MiniMLEstimatorBase(BaseEstimator):
     def _forward(self, X: Any) -> np.ndarray:
         """Validate ``X`` against the fit and return the model's outputs as numpy."""
         check_is_fitted(self, "model_")
+        check_no_masked_entries(X, "X", self._where("predict"))
         X = validate_data(self, X, dtype=np.float64, reset=False)
         return np.asarray(self.model_.predict(X, **self._predict_kwargs))
 

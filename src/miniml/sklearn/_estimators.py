@@ -10,6 +10,7 @@ from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
+from miniml.data import check_no_masked_entries
 from miniml.errors import MiniMLError
 from miniml.loss import BinaryCrossEntropyLogLoss, CrossEntropyLogLoss, cross_entropy_loss
 from miniml.model import MiniMLModel
@@ -66,6 +67,8 @@ class MiniMLRegressor(RegressorMixin, MiniMLEstimatorBase):
             self, fitted.
         """
         where = self._where("fit")
+        check_no_masked_entries(X, "X", where)
+        check_no_masked_entries(y, "y", where)
         X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True, multi_output=True)
         y = np.asarray(y, dtype=np.float64)
         n_outputs = 1 if y.ndim == 1 else y.shape[1]
@@ -155,6 +158,8 @@ class MiniMLClassifier(ClassifierMixin, MiniMLEstimatorBase):
             ValueError: for continuous or multi-output ``y``, or a single class.
         """
         where = self._where("fit")
+        check_no_masked_entries(X, "X", where)
+        check_no_masked_entries(y, "y", where)
         X, y = validate_data(self, X, y, dtype=np.float64)
         check_classification_targets(y)
         classes, codes = np.unique(y, return_inverse=True)
