@@ -319,23 +319,47 @@ def test_multi_start_returns_the_best_member_and_every_final_loss():
         np.testing.assert_array_equal(row, fresh.get_buffer())
 
 
-def test_batched_adam_matches_a_loop_of_single_fits():
+ADAM_RATES, ADAM_SEEDS = np.array([0.01, 0.05, 0.1]), [4, 5, 6]
+ADAM_OPTIONS = {"epochs": 7, "batch_size": 16}
+
+
+@pytest.fixture(scope="module")
+def linear_4():
+    """Two LinearModel(4, 1): one for batches, one for loops of single fits. Tests that
+    fit 3 members of 60 rows with Adam, 7 epochs of batches of 16, share their compiled
+    programs."""
+    batched, single = LinearModel(4, 1), LinearModel(4, 1)
+    batched.bind()
+    single.bind()
+    return batched, single
+
+
+@pytest.fixture(scope="module")
+def adam_members(linear_4):
+    """3 Adam members with their own data, strengths, learning rates and seeds, and the
+    same fits one at a time: ``(batch, [(result, buffer), ...])``."""
+    model, single = linear_4
     rng = np.random.default_rng(7)
     X = rng.normal(size=(3, 60, 4))
     y = X @ rng.normal(size=(3, 4, 1))
-    rates, seeds, lambdas = np.array([0.01, 0.05, 0.1]), [4, 5, 6], np.array([0.0, 0.1, 1.0])
-    model = LinearModel(4, 1)
-    model.bind()
+    lambdas = np.array([0.0, 0.1, 1.0])
     batch = miniml.fit_batched(model, X, y, reg_lambda=lambdas, optimizer=Adam(lr=0.01),
-                               learning_rate=rates, seeds=seeds, x0=np.zeros(5), epochs=7,
-                               batch_size=16)  # fmt: skip
-    single = LinearModel(4, 1)  # one model for the loop: its epochs compile once
-    single.bind()
+                               learning_rate=ADAM_RATES, seeds=ADAM_SEEDS, x0=np.zeros(5),
+                               **ADAM_OPTIONS)  # fmt: skip
+    singles = []
     for k in range(3):
         single.set_buffer(np.zeros(5))
-        res = single.fit(X[k], y[k], reg_lambda=lambdas[k], optimizer=Adam(lr=float(rates[k])),
-                         epochs=7, batch_size=16, seed=seeds[k])  # fmt: skip
-        np.testing.assert_allclose(batch.x_opt[k], single.get_buffer(), rtol=1e-10, atol=1e-12)
+        res = single.fit(X[k], y[k], reg_lambda=lambdas[k],
+                         optimizer=Adam(lr=float(ADAM_RATES[k])), seed=ADAM_SEEDS[k],
+                         **ADAM_OPTIONS)  # fmt: skip
+        singles.append((res, np.asarray(single.get_buffer())))
+    return batch, singles
+
+
+def test_batched_adam_matches_a_loop_of_single_fits(adam_members):
+    batch, singles = adam_members
+    for k, (res, buffer) in enumerate(singles):
+        np.testing.assert_allclose(batch.x_opt[k], buffer, rtol=1e-10, atol=1e-12)
         assert batch.n_iterations[k] == res.n_iterations == 7 * 3
         assert batch.objective_value[k] == pytest.approx(res.loss, rel=1e-10)
         losses = [record["loss"] for record in res.history]
@@ -345,8 +369,19 @@ def test_batched_adam_matches_a_loop_of_single_fits():
             expected = res.history.column(column)
             assert None not in expected
             np.testing.assert_allclose(member_history.column(column), expected, rtol=1e-10)
-        assert member_history.column("fg_evals")[-1] == batch.n_function_evaluations[k] == 21
+        assert member_history.column("fg_evals")[-1] == 21  # one per step
     assert batch.lockstep_evaluations is None  # no line search in lockstep
+
+
+def test_batched_stochastic_members_count_evaluations_like_single_fits(adam_members):
+    """A single stochastic fit counts its steps' evaluations plus the one of the exact
+    objective at the end (its history counts the steps only); each member counts the
+    same."""
+    batch, singles = adam_members
+    for k, (res, _) in enumerate(singles):
+        assert res.n_function_evaluations == 21 + 1  # the independent reference
+        assert batch.n_function_evaluations[k] == res.n_function_evaluations
+        assert batch.history(k).column("fg_evals") == res.history.column("fg_evals")
 
 
 class WithPreFit(MiniMLModel):
@@ -490,3 +525,88 @@ def test_member_index_out_of_range_is_a_clear_error(ridge):
     with pytest.raises(MiniMLError, match=r"member 3 does not exist.*0 to 2"):
         result.member(3)
     assert jnp.allclose(result.member(-1).get_buffer(), 0.0)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"rows": np.array([[0, 1], [2, 3]])},
+         r"miniml\.multi_start: .*rows.*got rows=.*fit_batched\(\.\.\., rows=\.\.\."),
+        ({"x0": np.zeros(2)}, r"miniml\.multi_start: .*x0.*got x0=.*fit_batched\(\.\.\., x0="),
+        ({"shared": False}, r"miniml\.multi_start: .*shared.*got shared=False"),
+        ({"epoch": 3}, r"miniml\.multi_start: .*\bepochs\b.*got epoch=3; check the name"),
+    ],
+)  # fmt: skip
+def test_multi_start_refuses_options_that_contradict_it(options, message):
+    model = LinearModel(1, 1)
+    model.bind()
+    with pytest.raises(MiniMLError, match=message):
+        miniml.multi_start(model, np.ones((4, 1)), np.ones((4, 1)), seeds=2, **options)
+
+
+def test_cross_validated_path_with_a_stochastic_optimizer_equals_single_fits(linear_4):
+    """epochs, batch_size and seeds reach every member: each equals its single fit.
+    (3 folds of 90 rows: members of 60 rows, which share `adam_members`' programs.)"""
+    model, single = linear_4
+    rng = np.random.default_rng(9)
+    X = rng.normal(size=(90, 4))
+    y = X @ np.array([[1.0], [-2.0], [0.5], [0.0]]) + 0.1 * rng.normal(size=(90, 1))
+    seeds = [21, 22, 23]
+    cv = miniml.cross_validate_path(model, X, y, [0.3], n_folds=3, optimizer=Adam(lr=0.05),
+                                    x0=np.zeros(5), seeds=seeds, **ADAM_OPTIONS)  # fmt: skip
+    for f, held_out in enumerate(cv.folds):
+        train = np.setdiff1d(np.arange(90), held_out)
+        single.set_buffer(np.zeros(5))
+        res = single.fit(X[train], y[train], reg_lambda=0.3, optimizer=Adam(lr=0.05),
+                         seed=seeds[f], **ADAM_OPTIONS)  # fmt: skip
+        w = np.asarray(single.get_buffer())
+        np.testing.assert_allclose(cv.fits.x_opt[f], w, rtol=1e-10, atol=1e-12)
+        assert cv.fits.n_iterations[f] == res.n_iterations == 7 * 3  # 60 // 16 steps
+        residual = X[held_out] @ w[:4, None] + w[4] - y[held_out]
+        assert cv.scores[0, f] == pytest.approx(np.mean(residual**2), rel=1e-10)
+    assert len({tuple(row) for row in cv.fits.x_opt}) == 3
+
+
+@pytest.mark.parametrize(
+    ("n_samples", "options", "message"),
+    [
+        (8, {"epochs": 2}, "fit_batched: epochs applies to stochastic optimizers"),
+        (8, {"optimizer": Adam(lr=0.1), "batch_size": 0},
+         r"fit_batched: batch_size must be .*got 0"),
+        (8, {"optimizer": Adam(lr=0.1), "seeds": [1, 2]},
+         r"fit_batched: .*disagree on the number of members K.*seeds: 2"),
+        (7, {"optimizer": Adam(lr=0.1)},
+         r"cross_validate_path: .*7 samples do not split into 2 folds of equal size"),
+    ],
+)  # fmt: skip
+def test_cross_validated_path_checks_stochastic_options(n_samples, options, message):
+    model = LinearModel(1, 1)
+    model.bind()
+    X = np.arange(n_samples, dtype=float)[:, None]
+    with pytest.raises(MiniMLError, match=message):
+        miniml.cross_validate_path(model, X, X, [1.0, 2.0], n_folds=2, **options)
+
+
+def test_batched_result_keeps_its_public_names_and_old_pickles_load():
+    """`BatchedFitResult` lives in a private module; `miniml.batched` and `miniml` still
+    export it, and a result pickled under the name ``miniml.batched.BatchedFitResult``
+    (before the move) loads."""
+    import pickle
+
+    from miniml.batched import BatchedFitResult
+
+    assert miniml.BatchedFitResult is BatchedFitResult
+    assert "BatchedFitResult" in miniml.batched.__all__ and "fit_batched" in miniml.__all__
+    result = BatchedFitResult(
+        x_opt=np.arange(6.0).reshape(2, 3), objective_value=np.ones(2),
+        n_iterations=np.ones(2, int), n_function_evaluations=np.ones(2, int),
+        success=np.ones(2, bool), status=np.zeros(2, int), messages=["a", "b"],
+        loss_history=[np.ones(1)] * 2, grad_norm_history=None, evaluation_history=None,
+        reg_lambda=np.ones(2), optimizer="LBFGS",
+    )  # fmt: skip
+    module = BatchedFitResult.__module__.encode()
+    old = pickle.dumps(result, protocol=0).replace(module + b"\n", b"miniml.batched\n")
+    assert b"miniml.batched\nBatchedFitResult" in old
+    loaded = pickle.loads(old)
+    assert type(loaded) is BatchedFitResult and loaded.messages == ["a", "b"]
+    np.testing.assert_array_equal(loaded.x_opt, result.x_opt)

@@ -13,13 +13,13 @@ the batch evaluates all K objectives.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from miniml._batched_result import MemberRuns
 from miniml.objective import Hyper, Objective
 from miniml.optim.lbfgs import _RUNNING, LBFGS, _strong, loop_functions
 from miniml.optim.minibatch import (
@@ -33,38 +33,11 @@ from miniml.optim.minibatch import (
     _chunk_function,
 )
 
-__all__ = ["HYPER_AXES", "MemberRuns", "run_lbfgs", "run_stochastic"]
+__all__ = ["HYPER_AXES", "exact_values", "run_lbfgs", "run_stochastic"]
 
 HYPER_AXES: Any = Hyper(*(0 if name in ("reg_lambda", "rng_key") else None
                          for name in Hyper._fields))  # type: ignore[arg-type]  # fmt: skip
 """Per-member hyper-parameters: ``reg_lambda`` and the random key."""
-
-
-@dataclass
-class MemberRuns:
-    """What a batched run returns, one entry per member (numpy)."""
-
-    x: np.ndarray  # (K, size)
-    value: np.ndarray  # (K,)  objective at x (L-BFGS) or mean loss of the last epoch
-    n_iterations: np.ndarray  # (K,) iterations (L-BFGS) or accepted steps (stochastic)
-    n_evaluations: np.ndarray  # (K,) value-and-gradient evaluations
-    status: np.ndarray  # (K,) L-BFGS status codes; stochastic: 0 ok, 1 rejected steps
-    # Per member, per iteration or epoch: lists (stochastic) or numpy arrays (L-BFGS).
-    loss: list[Any] = field(default_factory=list)
-    grad_norm: list[Any] = field(default_factory=list)
-    evaluations: list[Any] = field(default_factory=list)
-    learning_rate: list[Any] = field(default_factory=list)
-    converged: np.ndarray | None = None  # (K,) stochastic: the tolerance was reached
-
-    def first(self, n: int) -> MemberRuns:
-        """The first ``n`` members' runs (dropping the padding of a sharded batch)."""
-        if n == len(self.x):
-            return self
-        kept: dict[str, Any] = {}
-        for name in (f.name for f in fields(self)):
-            value = getattr(self, name)
-            kept[name] = None if value is None else value[:n]
-        return replace(self, **kept)
 
 
 SEGMENT_LENGTH = 32
@@ -228,3 +201,17 @@ def run_stochastic(
     runs.converged = np.asarray(jax.device_get(carry.done), bool)
     runs.value = np.array([losses[-1] if losses else np.nan for losses in runs.loss])
     return runs
+
+
+def exact_values(
+    objective: Objective, x: np.ndarray, data: Any, data_axes: Any, mode: str, hyper: Hyper
+) -> np.ndarray:
+    """Every member's full-data objective at its row of ``x``: one vmapped evaluation."""
+    key = ("miniml.batched.value", mode)
+
+    def build() -> Any:
+        axes = (0, None, data_axes, HYPER_AXES)
+        return jax.jit(jax.vmap(objective.raw_value, in_axes=axes))
+
+    value = _cached(objective, key, build)
+    return np.asarray(value(jnp.asarray(x), None, data, hyper))

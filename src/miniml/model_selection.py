@@ -14,11 +14,13 @@ from typing import TYPE_CHECKING, Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from miniml.batched import BatchedFitResult, fit_batched
 from miniml.data import as_data
 from miniml.errors import MiniMLError
 from miniml.loss import reduction_of
+from miniml.optim.stochastic import StochasticOptimizer
 
 if TYPE_CHECKING:
     from miniml.model import MiniMLModel
@@ -112,6 +114,9 @@ def cross_validate_path(
     shuffle: bool = True,
     seed: int = 0,
     x0: Any = None,
+    seeds: Any = None,
+    epochs: int | None = None,
+    batch_size: int | None = None,
     predict_kwargs: dict[str, Any] | None = None,
     devices: Any = None,
 ) -> CrossValidationResult:
@@ -122,6 +127,25 @@ def cross_validate_path(
     its held-out fold. ``scoring="loss"`` is the model's loss averaged over held-out
     samples (lower is better); a metric name of `miniml.metrics` or a function
     ``(y_true, y_pred) -> scalar`` may be given instead.
+
+    Args:
+        reg_lambdas: the ``L`` strengths to try.
+        n_folds: number of folds; the held-out rows are `kfold_indices`.
+        shuffle: permute the rows (with ``seed``) before splitting them into folds.
+        seed: the seed of that permutation.
+        optimizer: as in `miniml.batched.fit_batched` (default ``LBFGS()``). A
+            stochastic optimizer needs training sets of equal size: ``n_folds`` must
+            divide the number of samples.
+        x0: the starting parameters of every member, as in `miniml.batched.fit_batched`.
+        seeds: ``L * n_folds`` ints, as ``seeds`` of `miniml.batched.fit_batched`:
+            member ``i * n_folds + f``'s random key (forward pass, shuffling of
+            mini-batches) and, without ``x0``, its random start.
+        epochs: passes over the data (stochastic optimizers), as in
+            `miniml.batched.fit_batched`; mini-batches are reshuffled every epoch.
+        batch_size: mini-batch size (stochastic optimizers), as in
+            `miniml.batched.fit_batched`.
+        predict_kwargs: as in `miniml.batched.fit_batched`.
+        devices: as in `miniml.batched.fit_batched`.
 
     Returns:
         A `CrossValidationResult` with the ``(L, n_folds)`` score table and the best
@@ -147,14 +171,20 @@ def cross_validate_path(
             f"{where}: n_folds must be an int between 2 and the {n} samples, got {n_folds!r}."
         )
     score, greater = _scorer(model, scoring, greater_is_better, where)
+    if n % n_folds and _is_stochastic(optimizer):
+        raise MiniMLError(
+            f"{where}: a stochastic optimizer needs training sets of equal size, but the "
+            f"{n} samples do not split into {n_folds} folds of equal size, got "
+            f"n_folds={n_folds!r}; choose n_folds that divides {n}, or use optimizer=LBFGS()."
+        )
     folds = kfold_indices(n, int(n_folds), shuffle, seed)
     train = np.ones((n_folds, n), bool)
     for f, held_out in enumerate(folds):
         train[f, held_out] = False
     fits = fit_batched(
         model, X_data, y_data, reg_lambda=np.repeat(lambdas, n_folds), optimizer=optimizer,
-        rows=np.tile(train, (lambdas.size, 1)), x0=x0, predict_kwargs=predict_kwargs,
-        devices=devices,
+        rows=np.tile(train, (lambdas.size, 1)), x0=x0, seeds=seeds, epochs=epochs,
+        batch_size=batch_size, predict_kwargs=predict_kwargs, devices=devices,
     )  # fmt: skip
     predictions = fits.predict(X_data)
     scores = np.empty((lambdas.size, n_folds))
@@ -216,9 +246,14 @@ def multi_start(
         seeds: an int K (seeds ``0..K-1``) or a sequence of ints.
         reg_lambda: as in `miniml.batched.fit_batched`.
         optimizer: as in `miniml.batched.fit_batched` (default ``LBFGS()``).
-        **options: further keyword arguments of `miniml.batched.fit_batched`.
+        **options: further keyword arguments of `miniml.batched.fit_batched`:
+            ``learning_rate``, ``epochs``, ``batch_size``, ``shuffle``,
+            ``active_reg_lambda``, ``predict_kwargs``, ``devices``. ``rows``, ``x0``
+            and ``shared`` contradict multi-start and are refused: use
+            `miniml.batched.fit_batched` for per-member rows or starting points.
     """
     where = "miniml.multi_start"
+    _check_multi_start_options(options, where)
     if isinstance(seeds, int | np.integer) and not isinstance(seeds, bool):
         if seeds < 1:
             raise MiniMLError(f"{where}: seeds must be >= 1, got {seeds}.")
@@ -237,3 +272,44 @@ def multi_start(
     model._miniml_input_signature = fits._signature
     seed_list = [int(s) for s in seeds]
     return MultiStartResult(best, seed_list[best], losses, seed_list, fits)
+
+
+# Keyword arguments of `fit_batched` that `multi_start` passes through unchanged.
+_MULTI_START_OPTIONS = ("learning_rate", "epochs", "batch_size", "shuffle", "active_reg_lambda",
+                        "predict_kwargs", "devices")  # fmt: skip
+
+# Those that contradict multi-start: what each member does instead, and the way out.
+_CONTRADICTIONS = {
+    "rows": ("every member fits all of (X, y)",
+             "use fit_batched(..., rows=..., seeds=...) for per-member rows"),
+    "x0": ("member k starts from the parameters model.randomize(seed=seeds[k]) draws",
+           "use fit_batched(..., x0=...) to start members from given parameters"),
+    "shared": ("every member always fits the shared (X, y)", "drop shared"),
+}  # fmt: skip
+
+
+def _check_multi_start_options(options: dict[str, Any], where: str) -> None:
+    """Refuse `fit_batched` options that `multi_start` would contradict, and unknown ones."""
+    for name, value in options.items():
+        if name in _CONTRADICTIONS:
+            does, fix = _CONTRADICTIONS[name]
+            raise MiniMLError(
+                f"{where}: {does}, so {name}= does not apply, got {name}={_brief(value)}; {fix}."
+            )
+        if name not in _MULTI_START_OPTIONS:
+            raise MiniMLError(
+                f"{where}: options must be keyword arguments of fit_batched that multi-start "
+                f"allows ({', '.join(_MULTI_START_OPTIONS)}), got {name}={_brief(value)}; "
+                "check the name."
+            )
+
+
+def _brief(value: Any) -> str:
+    """``repr(value)``, or only the shape and dtype of an array."""
+    if isinstance(value, np.ndarray | jax.Array):
+        return f"<{value.dtype} array of shape {tuple(value.shape)}>"
+    return repr(value)
+
+
+def _is_stochastic(optimizer: Any) -> bool:
+    return isinstance(optimizer, StochasticOptimizer | optax.GradientTransformation)
