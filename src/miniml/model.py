@@ -18,12 +18,20 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import Array as JXArray
 
-from miniml.data import to_device
+from miniml._buffer import allocate, draw_values, replace_buffer, write_params
+from miniml._invalidation import invalidates_compiled
+from miniml._structure import (
+    adopt_children,
+    check_unique,
+    clone_args,
+    common_dtype,
+    discover_members,
+    flat_layout,
+)
 from miniml.errors import MiniMLError
 from miniml.kernel import (
     PredictKernelOutput,
@@ -44,35 +52,6 @@ __all__ = [
     "PredictMode",
     "split_kernel_output",
 ]
-
-
-_BOOKKEEPING = frozenset({"_buffer", "_compiled", "_pending_child_buffers"})
-"""Attributes MiniML itself sets on a model after construction; compiled code never
-reads them as constants (the buffer is an argument)."""
-
-_MISSING = object()
-_COMPARED_ELEMENTS = 1_000_000
-"""Arrays up to this size are compared by value when reassigned (a ``_pre_fit`` that
-stores the same mean again keeps the compiled functions); larger ones count as changed."""
-
-
-def _same_value(old: Any, new: Any) -> bool:
-    """Whether assigning ``new`` over ``old`` leaves what compiled code saw unchanged."""
-    if old is new:
-        return True
-    if old is _MISSING:
-        return False
-    arrays = (np.ndarray, jax.Array, np.generic)
-    try:
-        if isinstance(old, arrays) or isinstance(new, arrays):
-            if not (isinstance(old, arrays) and isinstance(new, arrays)):
-                return False
-            if old.shape != new.shape or old.dtype != new.dtype or old.size > _COMPARED_ELEMENTS:
-                return False
-            return bool(np.array_equal(np.asarray(old), np.asarray(new)))
-        return type(old) is type(new) and bool(old == new)
-    except Exception:  # no usable == (or a device array the host cannot read): changed
-        return False
 
 
 class MiniMLModel(ABC):
@@ -121,90 +100,20 @@ class MiniMLModel(ABC):
                 f"got {loss!r}."
             )
         self._loss_f = loss
-        members = self._discover_members(where)
+        members = discover_members(self, where)
         self._children = [(n, m) for n, m in members if isinstance(m, MiniMLModel)]
-        layout: list[tuple[str, MiniMLParam]] = []
-        for name, member in members:
-            if isinstance(member, MiniMLParam):
-                layout.append((name, member))
-            else:
-                layout.extend((f"{name}.{sub}", p) for sub, p in member._layout)
-        self._check_unique(layout, where)
+        layout = flat_layout(members)
+        check_unique(layout, where)
         self._layout = layout
-        self._dtype = self._common_dtype(where)
+        self._dtype = common_dtype(layout, where)
         self._size = sum(p.size for _, p in layout)
         offset = 0
         for _, param in layout:
             param._offset, param._root = offset, self
             offset += param.size
-        self._adopt_children(where)
+        self._pending_child_buffers = adopt_children(self, where)
         self._compiled: dict[Any, Any] = {}
         self._miniml_initialized = True
-
-    # ----------------------------------------------------------------- structure
-    def _discover_members(self, where: str) -> list[tuple[str, MiniMLParam | MiniMLModel]]:
-        """Parameters and child models in attribute-assignment order."""
-        members: list[tuple[str, MiniMLParam | MiniMLModel]] = []
-        for name, value in list(vars(self).items()):
-            if name.startswith("_miniml_"):
-                continue
-            if isinstance(value, MiniMLParam | MiniMLModel):
-                members.append((name, value))
-            elif isinstance(value, MiniMLParamList):
-                members.extend((f"{name}.{i}", p) for i, p in enumerate(value))
-            elif isinstance(value, MiniMLModelList):
-                members.extend((f"{name}.{i}", m) for i, m in enumerate(value))
-            elif _holds_members(value):
-                raise MiniMLError(
-                    f"{where}: attribute {name!r} is a plain {type(value).__name__} that "
-                    "holds MiniMLParam or MiniMLModel objects; MiniML would not see them. "
-                    "Wrap parameters in MiniMLParamList([...]) and models in "
-                    "MiniMLModelList([...])."
-                )
-        return members
-
-    @staticmethod
-    def _check_unique(layout: list[tuple[str, MiniMLParam]], where: str) -> None:
-        seen: dict[int, str] = {}
-        for name, param in layout:
-            if id(param) in seen:
-                raise MiniMLError(
-                    f"{where}: the same MiniMLParam object appears as {seen[id(param)]!r} "
-                    f"and {name!r}. Each parameter (and each child model) may appear once "
-                    "in a model; create separate objects to have separate parameters."
-                )
-            seen[id(param)] = name
-
-    def _common_dtype(self, where: str) -> np.dtype:
-        dtypes = {p.dtype for _, p in self._layout}
-        if len(dtypes) > 1:
-            listing = ", ".join(f"{n}: {p.dtype.name}" for n, p in self._layout)
-            raise MiniMLError(
-                f"{where}: all parameters of a model must share one dtype, found {listing}."
-            )
-        from miniml.param import default_dtype
-
-        return dtypes.pop() if dtypes else default_dtype()
-
-    def _adopt_children(self, where: str) -> None:
-        offset_of = {id(p): p.offset for _, p in self._layout}
-        self._pending_child_buffers: list[tuple[int, JXArray]] = []
-        for name, child in self._children:
-            if child._miniml_parent is not None and child._miniml_parent is not self:
-                raise MiniMLError(
-                    f"{where}: child model {name!r} ({type(child).__name__}) already belongs "
-                    f"to a {type(child._miniml_parent).__name__}. A model can be part of only one "
-                    "parent; build a new one for each place it is used."
-                )
-            child._miniml_parent = self
-            if "_buffer" in vars(child) and child._layout:
-                start = offset_of[id(child._layout[0][1])]
-                self._pending_child_buffers.append((start, child._buffer))
-                del child._buffer
-            self._pending_child_buffers.extend(
-                (offset_of[id(child._layout[0][1])] + s, b)
-                for s, b in child.__dict__.pop("_pending_child_buffers", [])
-            )
 
     def __setattr__(self, name: str, value: Any) -> None:
         if (
@@ -217,11 +126,8 @@ class MiniMLModel(ABC):
                 "super().__init__() ran; declare every parameter and child model before "
                 "calling super().__init__() at the end of __init__."
             )
-        if (
-            getattr(self, "_miniml_initialized", False)
-            and name not in _BOOKKEEPING
-            and not name.startswith("_miniml_")
-            and not _same_value(vars(self).get(name, _MISSING), value)
+        if getattr(self, "_miniml_initialized", False) and invalidates_compiled(
+            vars(self), name, value
         ):
             self._forget_compiled()
         object.__setattr__(self, name, value)
@@ -297,15 +203,8 @@ class MiniMLModel(ABC):
         """
         self._require_initialized("bind")
         root = self.root
-        if root.bound:
-            return
-        buffer = np.zeros(root._size, root._dtype)  # host-built: no eager compiles
-        for start, values in root._pending_child_buffers:
-            buffer[start : start + values.shape[0]] = np.asarray(values)
-        # True until values are drawn or set: fit warns if zeros cannot train.
-        root._miniml_zero_start = not root._pending_child_buffers
-        root._pending_child_buffers = []
-        root._buffer = to_device(buffer)
+        if not root.bound:
+            allocate(root)
 
     def unbind(self) -> None:
         """Drop the parameter buffer."""
@@ -324,31 +223,7 @@ class MiniMLModel(ABC):
         ``seed=None`` draws fresh entropy.
         """
         self._require_initialized("randomize")
-        if seed is None:
-            seed = int(np.random.SeedSequence().generate_state(1)[0])
-        elif isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-            raise MiniMLError(
-                f"{type(self).__name__}.randomize: seed must be a non-negative int or None, "
-                f"got {seed!r}."
-            )
-        root = self.root
-        root.bind()
-        own_ids = {id(p) for _, p in self._layout}
-        # Plain normal draws come from numpy on the host: jax.random would compile one
-        # kernel per shape, seconds on a cold process for a small network.
-        host = np.array(root._buffer)
-        for index, (_, param) in enumerate(root._layout):
-            if id(param) not in own_ids:
-                continue
-            if param._init is None:
-                rng = np.random.default_rng(np.random.SeedSequence([int(seed), index]))
-                drawn = rng.standard_normal(param.size) * param.rnd_scale
-            else:
-                key = jax.random.fold_in(jax.random.key(int(seed)), index)
-                drawn = np.asarray(param.draw(key)).reshape(-1)
-            host[param.offset : param.offset + param.size] = drawn
-        root._buffer = to_device(host)
-        root._miniml_zero_start = False
+        draw_values(self, seed, f"{type(self).__name__}.randomize")
 
     def _require_bound(self, where: str) -> None:
         self._require_initialized(where)
@@ -369,22 +244,7 @@ class MiniMLModel(ABC):
     def set_buffer(self, buffer: Any) -> None:
         """Replace the whole flat parameter buffer (same size and dtype)."""
         self._require_initialized("set_buffer")
-        root = self.root
-        values = to_device(buffer)
-        where = f"{type(self).__name__}.set_buffer"
-        if values.shape != (root._size,):
-            raise MiniMLError(
-                f"{where}: expected a flat buffer of shape ({root._size},), got {values.shape}."
-            )
-        if values.dtype != root._dtype:
-            if not jnp.can_cast(values.dtype, root._dtype, casting="safe"):
-                raise MiniMLError(
-                    f"{where}: buffer dtype {values.dtype} cannot be converted to the "
-                    f"model's {root._dtype.name} without losing precision."
-                )
-            values = values.astype(root._dtype)
-        root._buffer = values
-        root._miniml_zero_start = False
+        replace_buffer(self.root, buffer, f"{type(self).__name__}.set_buffer")
 
     def get_params(self) -> dict[str, JXArray]:
         """Copies of all parameter values by dotted name."""
@@ -396,32 +256,8 @@ class MiniMLModel(ABC):
 
     def set_params(self, params: dict[str, Any]) -> None:
         """Set some parameters by dotted name; shapes must match exactly."""
-        where = f"{type(self).__name__}.set_params"
         self._require_bound("set_params")
-        known = self.params
-        root = self.root
-        host = np.array(root._buffer)
-        for name, value in params.items():
-            if name not in known:
-                raise MiniMLError(
-                    f"{where}: no parameter named {name!r}; the model's parameters are "
-                    f"{list(known)}."
-                )
-            param = known[name]
-            array = jnp.asarray(value)
-            if array.shape != param.shape:
-                raise MiniMLError(
-                    f"{where}: parameter {name!r} has shape {param.shape}, got a value of "
-                    f"shape {array.shape}."
-                )
-            if not jnp.can_cast(array.dtype, param.dtype, casting="same_kind"):
-                raise MiniMLError(
-                    f"{where}: parameter {name!r} is {param.dtype.name}, got a value of "
-                    f"dtype {array.dtype}."
-                )
-            host[param.offset : param.offset + param.size] = np.asarray(array).reshape(-1)
-        root._buffer = to_device(host)
-        root._miniml_zero_start = False
+        write_params(self, params, f"{type(self).__name__}.set_params")
 
     # ------------------------------------------------------------ regularization
     def get_regularization_scales(self) -> dict[str, float]:
@@ -578,7 +414,7 @@ class MiniMLModel(ABC):
         this model's parameter values; otherwise it is unbound.
         """
         args, kwargs = self._miniml_init_args
-        copy = type(self)(*_clone_args(args), **_clone_args(kwargs))
+        copy = type(self)(*clone_args(args), **clone_args(kwargs))
         if with_params:
             copy.bind()
             copy.set_buffer(self.get_buffer(copy=True))
@@ -655,31 +491,3 @@ class MiniMLModelList:
 
     def __repr__(self) -> str:
         return f"MiniMLModelList({self._contents!r})"
-
-
-_MEMBER_TYPES = (MiniMLParam, MiniMLModel, MiniMLParamList, MiniMLModelList)
-
-
-def _holds_members(value: Any, depth: int = 0) -> bool:
-    if depth > 3:
-        return False
-    if isinstance(value, dict):
-        value = list(value.values())
-    if isinstance(value, list | tuple | set | frozenset):
-        return any(isinstance(v, _MEMBER_TYPES) or _holds_members(v, depth + 1) for v in value)
-    return False
-
-
-def _clone_args(value: Any) -> Any:
-    """Constructor arguments with every model replaced by a fresh clone."""
-    if isinstance(value, MiniMLModel):
-        return value.clone()
-    if isinstance(value, MiniMLModelList):
-        return MiniMLModelList([m.clone() for m in value])
-    if isinstance(value, list):
-        return [_clone_args(v) for v in value]
-    if isinstance(value, tuple):
-        return tuple(_clone_args(v) for v in value)
-    if isinstance(value, dict):
-        return {k: _clone_args(v) for k, v in value.items()}
-    return value
