@@ -536,6 +536,7 @@ def test_member_index_out_of_range_is_a_clear_error(ridge):
         ({"shared": False}, r"miniml\.multi_start: .*shared.*got shared=False"),
         ({"epoch": 3}, r"miniml\.multi_start: .*\bepochs\b.*got epoch=3; check the name"),
     ],
+    ids=["rows", "x0", "shared", "misspelled"],
 )  # fmt: skip
 def test_multi_start_refuses_options_that_contradict_it(options, message):
     model = LinearModel(1, 1)
@@ -578,6 +579,7 @@ def test_cross_validated_path_with_a_stochastic_optimizer_equals_single_fits(lin
         (7, {"optimizer": Adam(lr=0.1)},
          r"cross_validate_path: .*7 samples do not split into 2 folds of equal size"),
     ],
+    ids=["epochs-without-stochastic", "batch-size-0", "seeds-count", "unequal-folds"],
 )  # fmt: skip
 def test_cross_validated_path_checks_stochastic_options(n_samples, options, message):
     model = LinearModel(1, 1)
