@@ -6,7 +6,7 @@ import pytest
 from miniml import MiniMLError, MiniMLModel, MiniMLParam
 from miniml.loss import CrossEntropyLogLoss
 from miniml.optim import ScipyOptimizer
-from tests.models import LinearModel
+from tests.models import LinearModel, Lookup
 
 rng = np.random.default_rng(0)
 X = rng.normal(size=(20, 3))
@@ -158,15 +158,6 @@ def test_tuple_and_dict_inputs_share_the_sample_axis():
 
 
 def test_integer_inputs_are_kept_integer():
-    class Lookup(MiniMLModel):
-        def __init__(self):
-            self.table = MiniMLParam((4,))
-            super().__init__()
-
-        def _predict_kernel(self, X, buffer):
-            assert X.dtype.kind == "i"
-            return self.table(buffer)[X]
-
     model = Lookup()
     model.bind()
     ids = np.array([0, 1, 2, 3, 1, 2])

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from miniml import MiniMLError, MiniMLModel, MiniMLParam
-from tests.models import LinearModel
+from tests.models import LinearModel, Lookup
 
 rng = np.random.default_rng(11)
 X = rng.normal(size=(20, 3))
@@ -132,15 +132,6 @@ def test_nullable_frames_without_missing_values_fit_like_numpy():
 
 def test_nullable_integer_series_stay_integer():
     pd = pytest.importorskip("pandas")
-
-    class Lookup(MiniMLModel):
-        def __init__(self):
-            self.table = MiniMLParam((4,))
-            super().__init__()
-
-        def _predict_kernel(self, X, buffer):
-            assert X.dtype.kind == "i"
-            return self.table(buffer)[X]
 
     model = Lookup()
     model.bind()
