@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
@@ -166,3 +168,117 @@ def test_new_float_learning_rate_compiles_nothing_but_new_schedule_numbers_do(
     with count_compilations() as other:
         model.fit(X, y, optimizer=SGD(lr=exponential_decay(2e-2, 5, 0.5)), epochs=1, batch_size=8)
     assert other.n > 0
+
+
+# ------------------------------------------------------ QA: messages and callables
+BAD_SCHEDULE_ARGUMENTS = {
+    # case: (make, expected "function: argument ... got value" fragments)
+    "transition_steps-0": (
+        lambda: linear_schedule(1.0, 0.0, transition_steps=0),
+        ("linear_schedule: transition_steps", "got 0"),
+    ),
+    "transition_begin-negative": (
+        lambda: linear_schedule(1.0, 0.0, 5, transition_begin=-1),
+        ("linear_schedule: transition_begin", "got -1"),
+    ),
+    "end_value-negative": (
+        lambda: linear_schedule(1.0, -1.0, 5),
+        ("linear_schedule: end_value", "got -1.0"),
+    ),
+    "init_value-string": (
+        lambda: linear_schedule("1", 0.0, 5),
+        ("linear_schedule: init_value", "got '1'"),
+    ),
+    "decay_steps-float": (
+        lambda: cosine_decay_schedule(1.0, 10.5),
+        ("cosine_decay_schedule: decay_steps", "got 10.5"),
+    ),
+    "alpha-negative": (
+        lambda: cosine_decay_schedule(1.0, 10, alpha=-0.1),
+        ("cosine_decay_schedule: alpha", "got -0.1"),
+    ),
+    "value-inf": (lambda: constant_schedule(float("inf")), ("constant_schedule: value", "got inf")),
+    "staircase-int": (
+        lambda: exponential_decay(1.0, 10, 0.5, staircase=1),
+        ("exponential_decay: staircase", "got 1"),
+    ),
+    "decay_rate-negative": (
+        lambda: exponential_decay(1.0, 10, decay_rate=-0.5),
+        ("exponential_decay: decay_rate", "got -0.5"),
+    ),
+    "warmup_steps-0": (
+        lambda: warmup_cosine_decay_schedule(0.0, 1.0, 0, 10),
+        ("warmup_cosine_decay_schedule: warmup_steps", "got 0"),
+    ),
+    "decay_steps-not-above-warmup": (
+        lambda: warmup_cosine_decay_schedule(0.0, 1.0, 10, 10),
+        ("warmup_cosine_decay_schedule: decay_steps (10)", "warmup_steps (10)"),
+    ),
+    "peak_value-0": (
+        lambda: warmup_cosine_decay_schedule(0.0, 0.0, 2, 10),
+        ("warmup_cosine_decay_schedule: peak_value", "got 0.0"),
+    ),
+    "exp-warmup_steps-0": (
+        lambda: warmup_exponential_decay_schedule(0.0, 1.0, 0, 10, 0.5),
+        ("warmup_exponential_decay_schedule: warmup_steps", "got 0"),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_SCHEDULE_ARGUMENTS))
+def test_bad_schedule_arguments_say_how_to_fix_them(case):
+    """Like the optimizers' checks: who complained, which argument, its value, a fix."""
+    make, fragments = BAD_SCHEDULE_ARGUMENTS[case]
+    with pytest.raises(MiniMLError) as info:
+        make()
+    message = str(info.value)
+    for fragment in fragments:
+        assert fragment in message, message
+    assert "Pass " in message, message
+
+
+def test_negative_decay_rate_message_says_what_optax_would_do():
+    # optax: 0 gives a constant schedule, a negative rate gives NaN (not a constant).
+    assert math.isnan(float(optax.exponential_decay(1.0, 10, -0.5)(5)))
+    with pytest.raises(MiniMLError) as info:
+        exponential_decay(1.0, 10, decay_rate=-0.5)
+    assert "constant schedule" not in str(info.value)
+    assert "got -0.5" in str(info.value)
+
+
+def _optax_rates(schedule, n_steps):
+    """The learning rates optax's compiled SGD applies: the update for unit gradients."""
+    tx = optax.sgd(schedule)
+    update = jax.jit(tx.update)
+    state, rates = tx.init(np.zeros(2)), []
+    for _ in range(n_steps):
+        updates, state = update(np.ones(2), state)
+        rates.append(-float(updates[0]))
+    return np.array(rates)
+
+
+def test_a_schedule_using_array_methods_on_the_count_is_accepted_as_optax_accepts_it():
+    """optax passes an int32 array count, so ``count.astype`` is valid in a schedule."""
+
+    def schedule(count):
+        return 0.2 * 0.5 ** (count // 3).astype(jnp.float64)
+
+    expected = _optax_rates(schedule, 10)
+    np.testing.assert_allclose(_updates_for_unit_gradients(SGD(lr=schedule), 10), expected,
+                               rtol=1e-12)  # fmt: skip
+    assert len(np.unique(expected)) == 4
+
+
+def test_a_schedule_jax_cannot_trace_is_refused_when_the_optimizer_is_built():
+    """A Python ``if`` on the step works for step 0 but not in optax's compiled step."""
+
+    def schedule(step):
+        return 0.1 if step < 3 else 0.01
+
+    with pytest.raises(jax.errors.TracerBoolConversionError):
+        _optax_rates(schedule, 1)
+    with pytest.raises(MiniMLError) as info:
+        SGD(lr=schedule)
+    message = str(info.value)
+    assert "SGD: the schedule passed as lr cannot be traced by JAX" in message
+    assert "jnp.where" in message and "pass a miniml.optim schedule" in message

@@ -217,12 +217,41 @@ def _run_torch(make, theta0, grads) -> np.ndarray:
     for g in grads:
         param.grad = torch.tensor(g, dtype=torch.float64)
         optimizer.step()
+        if hasattr(optimizer, "scheduler"):
+            optimizer.scheduler.step()
     return param.detach().numpy()
 
 
+def _with_scheduler(optimizer, make_scheduler):
+    """A torch optimizer with an lr_scheduler stepped after every optimizer step."""
+    optimizer.scheduler = make_scheduler(optimizer)
+    return optimizer
+
+
 TORCH_CASES = {
-    # torch's momentum has no (1 − μ) factor, so plain SGD (with L2 decay) is compared.
     "sgd_wd": (SGD(lr=0.05, wd=0.3), lambda t, p: t.optim.SGD(p, lr=0.05, weight_decay=0.3)),
+    # torch's momentum buffer has no (1 − μ) factor; by linearity MiniML's EMA momentum
+    # is exactly torch's momentum (dampening 0) with the learning rate scaled by 1 − μ,
+    # Nesterov and L2 decay included.
+    "sgd_momentum_is_torch_with_lr_times_1_minus_mu": (
+        SGD(lr=0.05, momentum=0.9, wd=0.1),
+        lambda t, p: t.optim.SGD(p, lr=0.05 * (1 - 0.9), momentum=0.9, weight_decay=0.1),
+    ),
+    "sgd_nesterov_is_torch_with_lr_times_1_minus_mu": (
+        SGD(lr=0.05, momentum=0.8, wd=0.2, nesterov=True),
+        lambda t, p: t.optim.SGD(
+            p, lr=0.05 * (1 - 0.8), momentum=0.8, weight_decay=0.2, nesterov=True
+        ),
+    ),
+    # A schedule's step t is torch's learning rate after t scheduler.step() calls
+    # (CosineAnnealingLR holds the cosine closed form while t <= T_max).
+    "adam_cosine_schedule_is_torch_cosine_annealing": (
+        Adam(lr=cosine_decay_schedule(0.05, 25, alpha=0.1)),
+        lambda t, p: _with_scheduler(
+            t.optim.Adam(p, lr=0.05),
+            lambda o: t.optim.lr_scheduler.CosineAnnealingLR(o, T_max=25, eta_min=0.005),
+        ),
+    ),
     # torch puts eps outside the square root: equal rules for eps = 0.
     "adagrad_eps0": (
         AdaGrad(lr=0.1, wd=0.05, eps=0.0),

@@ -177,3 +177,80 @@ def test_an_optimizer_with_all_params_can_also_fit():
     model.randomize(seed=0)
     result = model.fit(X, y, optimizer=SGD(model.parameters(), lr=1e-3), epochs=2)
     assert result.success and len(result.history) == 2
+
+
+def test_step_after_zero_grad_of_a_parameter_subset_leaves_it_as_torch_does():
+    """zero_grad of an optimizer over [W] clears W's gradient while b keeps its own; a
+    step() then has no gradient for W: torch leaves W unchanged (its grad is None),
+    MiniML refuses the step, as it does when zero_grad cleared everything."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(4)
+    X, y = rng.normal(size=(20, 3)), rng.normal(size=(20, 2))
+    model = LinearModel(3, 2)
+    model.randomize(seed=0)
+    W0 = np.asarray(model.W.value)
+    only_W = SGD([model.W], lr=0.01, momentum=0.9)
+    model.backward(X, y, reg_lambda=0.0)
+    only_W.step()
+    only_W.zero_grad()
+    with pytest.raises(MiniMLError, match=r"SGD\.step: there is no stored gradient"):
+        only_W.step()
+
+    W = torch.nn.Parameter(torch.tensor(W0))
+    b = torch.nn.Parameter(torch.tensor(np.asarray(model.b.value)))
+    # MiniML's momentum (1 - mu) EMA is torch's momentum with the lr scaled by (1 - mu).
+    opt = torch.optim.SGD([W], lr=0.01 * (1 - 0.9), momentum=0.9)
+    ((torch.from_numpy(X) @ W + b - torch.from_numpy(y)) ** 2).sum().backward()
+    opt.step()
+    opt.zero_grad()
+    opt.step()  # W.grad is None: no change
+    np.testing.assert_allclose(np.asarray(model.W.value), W.detach().numpy(), rtol=1e-12)
+
+
+def test_two_subset_optimizers_need_a_new_backward_after_both_zero_grads():
+    rng = np.random.default_rng(5)
+    X, y = rng.normal(size=(20, 3)), rng.normal(size=(20, 2))
+    model = LinearModel(3, 2)
+    model.randomize(seed=0)
+    opt_W, opt_b = Adam([model.W], lr=0.1), Adam([model.b], lr=0.1)
+    model.backward(X, y)
+    opt_W.step()
+    opt_b.step()
+    opt_W.zero_grad()
+    opt_b.zero_grad()
+    assert stored_gradients(model) is None
+    buffer = np.asarray(model.get_buffer())
+    for opt in (opt_W, opt_b):
+        with pytest.raises(MiniMLError, match=r"Adam\.step: there is no stored gradient"):
+            opt.step()
+    np.testing.assert_array_equal(np.asarray(model.get_buffer()), buffer)
+    model.backward(X, y)  # a new gradient for every parameter
+    opt_b.step()
+
+
+def test_a_step_that_overflows_the_optimizer_state_is_skipped():
+    """Adam's second moment g**2 overflows for g ~ 1e200 while the parameters stay
+    finite; keeping that state would freeze the parameter for good (torch does). The
+    step is skipped like a non-finite one, so later steps are torch's Adam on the
+    remaining gradients."""
+    torch = pytest.importorskip("torch")
+    X, y = np.ones((2, 1)), np.zeros(2)
+    model = LinearRegression(1)
+    model.bind()
+    model.set_params({"beta": np.ones(1)})
+    optimizer = Adam(model.parameters(), lr=0.1)
+    model.backward(1e100 * X, y)  # gradient 4e200: finite, its square is not
+    with pytest.warns(NonFiniteWarning, match="step was skipped"):
+        optimizer.step()
+    optimizer.zero_grad()
+    training_loop(model, X, y, optimizer, n=3)
+
+    beta = torch.nn.Parameter(torch.ones(1, dtype=torch.float64))
+    opt = torch.optim.Adam([beta], lr=0.1)
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+    for _ in range(3):
+        ((Xt @ beta - yt) ** 2).sum().backward()
+        opt.step()
+        opt.zero_grad()
+    assert float(model.beta.value[0]) != 1.0
+    np.testing.assert_allclose(np.asarray(model.beta.value), beta.detach().numpy(), rtol=1e-12)

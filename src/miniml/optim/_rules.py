@@ -21,9 +21,12 @@ class rejects bad values before anything is traced.
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Callable
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -203,11 +206,33 @@ def check_learning_rate(value: Any, owner: str, name: str) -> LearningRate:
     """A finite float >= 0, or a schedule ``step -> learning rate`` (checked at step 0).
 
     A float is traced (a new value compiles nothing); a schedule is part of the compiled
-    program (see `miniml.optim.schedules`).
+    program (see `miniml.optim.schedules`). A schedule is checked the way optax calls
+    it inside a compiled step: traced, with an int32 step count. So a schedule that
+    only works on Python ints (``if step < 10``) is refused here rather than failing
+    inside the first fit or ``step()``, and one that uses array methods on the count
+    (``count.astype(float)``) is accepted.
     """
     if callable(value):
         try:
-            first = np.asarray(value(0))
+            hash(value)
+        except TypeError as err:
+            raise MiniMLError(
+                f"{owner}: the schedule passed as {name} is not hashable; MiniML keys its "
+                "compiled epochs by it. Pass a function or a miniml.optim schedule, e.g. "
+                f"{name}=miniml.optim.cosine_decay_schedule(1e-3, 1000)."
+            ) from err
+        try:
+            first = np.asarray(_schedule_at_step_zero(value))
+        except _NOT_TRACEABLE as err:
+            reason = str(err).splitlines()[0] if str(err) else ""
+            raise MiniMLError(
+                f"{owner}: the schedule passed as {name} cannot be traced by JAX: it is "
+                "called inside compiled code with a traced int32 step count, and it failed "
+                f"with {type(err).__name__}: {reason} Write it with jax.numpy (jnp.where "
+                "instead of if/else, jnp.minimum instead of min), or pass a miniml.optim "
+                f"schedule, e.g. {name}=miniml.optim.exponential_decay(1e-3, 100, 0.5, "
+                "staircase=True)."
+            ) from err
         except Exception as err:
             raise MiniMLError(
                 f"{owner}: {name} is callable, so it must be a schedule step -> learning "
@@ -239,3 +264,26 @@ def check_learning_rate(value: Any, owner: str, name: str) -> LearningRate:
             f"the loss. Pass e.g. {name}={abs(number)!r}."
         )
     return number
+
+
+_NOT_TRACEABLE = (
+    jax.errors.ConcretizationTypeError,
+    jax.errors.TracerArrayConversionError,
+    jax.errors.TracerIntegerConversionError,
+)
+
+
+def _schedule_at_step_zero(schedule: Callable[[Any], Any]) -> Any:
+    """The schedule's value at step 0, traced with an int32 count as optax calls it.
+
+    `jax.jit` caches the trace by the callable, so checking a schedule again (every fit
+    and every ``step()`` checks its arguments) costs little. A callable that cannot be
+    weakly referenced (e.g. a NumPy ufunc) is wrapped, and traced again every time.
+    """
+    try:
+        weakref.ref(schedule)
+        traced = jax.jit(schedule)
+    except TypeError:
+        traced = jax.jit(lambda count: schedule(count))
+    with jax.ensure_compile_time_eval():  # concrete even when called inside a trace
+        return traced(jnp.zeros((), jnp.int32))

@@ -86,38 +86,57 @@ class Schedule:
 
 
 # ------------------------------------------------------------------------ checks
+_EXAMPLES = {
+    "value": "1e-3", "init_value": "1e-3", "peak_value": "1e-3", "end_value": "0.0",
+    "alpha": "0.0", "exponent": "1.0", "decay_rate": "0.9", "transition_steps": "1000",
+    "decay_steps": "1000", "transition_begin": "0", "warmup_steps": "100",
+}  # fmt: skip
+
+
+def _fix(name: str) -> str:
+    """How to fix a bad argument: an example value."""
+    return f"Pass e.g. {name}={_EXAMPLES.get(name, '1.0')}."
+
+
 def _number(value: Any, where: str, name: str, minimum: float | None = None) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        raise MiniMLError(f"{where}: {name} must be a finite number, got {value!r}.")
+        raise MiniMLError(f"{where}: {name} must be a finite number, got {value!r}. {_fix(name)}")
     number = float(value)
     if not math.isfinite(number):
-        raise MiniMLError(f"{where}: {name} must be a finite number, got {value!r}.")
+        raise MiniMLError(f"{where}: {name} must be a finite number, got {value!r}. {_fix(name)}")
     if minimum is not None and number < minimum:
-        raise MiniMLError(f"{where}: {name} must be >= {minimum}, got {value!r}.")
+        raise MiniMLError(f"{where}: {name} must be >= {minimum}, got {value!r}. {_fix(name)}")
     return number
 
 
-def _steps(value: Any, where: str, name: str, minimum: int = 1) -> int:
+def _steps(value: Any, where: str, name: str, minimum: int = 1, hint: str = "") -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
         raise MiniMLError(
             f"{where}: {name} must be an int >= {minimum} (a number of optimizer steps), "
-            f"got {value!r}."
+            f"got {value!r}. {_fix(name)}{hint}"
         )
     return int(value)
 
 
 def _flag(value: Any, where: str, name: str) -> bool:
     if not isinstance(value, bool):
-        raise MiniMLError(f"{where}: {name} must be True or False, got {value!r}.")
+        raise MiniMLError(
+            f"{where}: {name} must be True or False, got {value!r}. Pass {name}=True or "
+            f"{name}=False."
+        )
     return value
 
 
 def _decay_rate(value: Any, where: str) -> float:
     rate = _number(value, where, "decay_rate")
     if rate <= 0:
+        effect = (
+            "optax would silently return a constant schedule"
+            if rate == 0
+            else "a negative rate gives NaN or alternating signs"
+        )
         raise MiniMLError(
-            f"{where}: decay_rate must be > 0, got {value!r} (optax would silently return a "
-            "constant schedule). Pass e.g. decay_rate=0.9."
+            f"{where}: decay_rate must be > 0, got {value!r} ({effect}). Pass e.g. decay_rate=0.9."
         )
     return rate
 
@@ -164,7 +183,8 @@ def exponential_decay(
 
     with ``decay_rate`` :math:`r > 0`; with ``staircase`` the exponent is
     :math:`\lfloor (t - B)/T \rfloor`. With ``end_value`` :math:`E` the value is
-    :math:`\max(v, E)` for :math:`r < 1` (:math:`\min(v, E)` for :math:`r > 1`).
+    :math:`\max(v, E)` for :math:`r < 1` (:math:`\min(v, E)` for :math:`r \ge 1`, as optax:
+    with :math:`r = 1` and :math:`E < I` the value is :math:`E` at every step).
     """
     where = "exponential_decay"
     return Schedule(
@@ -219,16 +239,21 @@ def warmup_cosine_decay_schedule(
     (:math:`T > W`).
     """
     where = "warmup_cosine_decay_schedule"
-    warmup = _steps(warmup_steps, where, "warmup_steps")
+    no_warmup = " For no warm-up use cosine_decay_schedule(peak_value, decay_steps, alpha)."
+    warmup = _steps(warmup_steps, where, "warmup_steps", hint=no_warmup)
     total = _steps(decay_steps, where, "decay_steps")
     if total <= warmup:
         raise MiniMLError(
             f"{where}: decay_steps ({decay_steps}) counts the warm-up steps too, so it must "
-            f"be larger than warmup_steps ({warmup_steps})."
+            f"be larger than warmup_steps ({warmup_steps}). Pass e.g. "
+            f"decay_steps={warmup + 1000}."
         )
     peak = _number(peak_value, where, "peak_value", 0.0)
     if peak == 0.0:
-        raise MiniMLError(f"{where}: peak_value must be > 0, got {peak_value!r}.")
+        raise MiniMLError(
+            f"{where}: peak_value must be > 0, got {peak_value!r} (the schedule would be "
+            "0 after the warm-up). Pass e.g. peak_value=1e-3."
+        )
     return Schedule(
         where,
         optax.warmup_cosine_decay_schedule,
@@ -265,7 +290,12 @@ def warmup_exponential_decay_schedule(
         optax.warmup_exponential_decay_schedule,
         init_value=_number(init_value, where, "init_value", 0.0),
         peak_value=_number(peak_value, where, "peak_value", 0.0),
-        warmup_steps=_steps(warmup_steps, where, "warmup_steps"),
+        warmup_steps=_steps(
+            warmup_steps,
+            where,
+            "warmup_steps",
+            hint=" For no warm-up use exponential_decay(peak_value, transition_steps, ...).",
+        ),
         transition_steps=_steps(transition_steps, where, "transition_steps"),
         decay_rate=_decay_rate(decay_rate, where),
         transition_begin=_steps(transition_begin, where, "transition_begin", 0),

@@ -21,9 +21,14 @@ Semantics, as in PyTorch:
   mode, and **adds** its gradient to the stored one. The k-th call on a model uses
   the random key ``fold_in(key(0), k)``.
 * ``opt.step()`` updates only the optimizer's parameters (any subset of one model's
-  parameters, e.g. ``[model.W]``). A step whose new values are not finite is skipped
-  with a `NonFiniteWarning`: non-finite values never reach the model.
-* ``opt.zero_grad()`` clears the stored gradient of the optimizer's parameters.
+  parameters, e.g. ``[model.W]``). A step whose new parameters or optimizer state are
+  not finite (e.g. Adam's second moment overflowing, which would freeze a parameter
+  for good) is skipped with a `NonFiniteWarning`, as ``fit`` undoes such an epoch:
+  non-finite values never reach the model or the optimizer state.
+* ``opt.zero_grad()`` clears the stored gradient of the optimizer's parameters. A
+  ``step()`` without a gradient for its parameters (no ``backward`` since their
+  ``zero_grad``) raises, also when another optimizer's parameters still hold one;
+  ``torch.optim`` leaves parameters whose gradient is None unchanged.
 * The optimizer state (momentum, moments) lives in the optimizer object; changing a
   hyper-parameter attribute (``opt.lr = 1e-4``) takes effect at the next step.
 """
@@ -54,6 +59,9 @@ __all__ = ["ManualLoop", "ParameterSet", "backward", "parameters", "stored_gradi
 
 _GRAD = "_miniml_grad"
 _CALLS = "_miniml_backward_calls"
+_CLEARED = "_miniml_grad_cleared"
+"""Names of the parameters whose stored gradient ``zero_grad`` cleared since the last
+``backward`` (the stored gradient holds zeros there while other parameters keep theirs)."""
 
 
 def parameters(model: MiniMLModel) -> list[MiniMLParam]:
@@ -188,6 +196,7 @@ def backward(model: MiniMLModel, X: Any, y: Any, reg_lambda: float = 1.0) -> jax
     )
     previous = vars(model).get(_GRAD)
     setattr(model, _GRAD, grad if previous is None else previous + grad)
+    setattr(model, _CLEARED, frozenset())  # every parameter holds a gradient again
     return loss
 
 
@@ -205,7 +214,7 @@ class ManualLoop:
         root = self.params.root
         root._require_bound(f"{owner}.step")
         grad = vars(root).get(_GRAD)
-        if grad is None:
+        if grad is None or vars(root).get(_CLEARED, frozenset()).issuperset(self.params.names()):
             raise MiniMLError(
                 f"{owner}.step: there is no stored gradient; call model.backward(X, y) "
                 "before opt.step() (zero_grad() clears it)."
@@ -227,9 +236,10 @@ class ManualLoop:
         new_buffer, new_state, finite = apply(buffer, grad, self.opt_state, values)
         if not bool(finite):
             warnings.warn(
-                f"{owner}.step: the update gave non-finite parameters (the gradient or the "
-                "learning rate is too large, or the loss is not finite); the step was "
-                "skipped and the model keeps its parameters.",
+                f"{owner}.step: the update gave non-finite parameters or optimizer state "
+                "(the gradient or the learning rate is too large, or the loss is not "
+                "finite); the step was skipped and the model and the optimizer keep their "
+                "values.",
                 NonFiniteWarning,
                 stacklevel=3,
             )
@@ -243,7 +253,13 @@ class ManualLoop:
         if grad is None:
             return
         index = self.params.index()
-        setattr(root, _GRAD, None if index is None else grad.at[index].set(0.0))
+        cleared = vars(root).get(_CLEARED, frozenset()).union(self.params.names())
+        if index is None or len(cleared) == len(root._layout):
+            setattr(root, _GRAD, None)
+            setattr(root, _CLEARED, frozenset())
+        else:
+            setattr(root, _GRAD, grad.at[index].set(0.0))
+            setattr(root, _CLEARED, cleared)
 
 
 def _step_function(program: UpdateProgram, index: np.ndarray | None) -> Any:
@@ -253,6 +269,9 @@ def _step_function(program: UpdateProgram, index: np.ndarray | None) -> Any:
         updates, new_state = program.make(values).update(g, state, theta)
         new_theta = theta + updates
         finite = jnp.all(jnp.isfinite(new_theta))
+        for leaf in jax.tree_util.tree_leaves(new_state):
+            if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact):
+                finite = finite & jnp.all(jnp.isfinite(leaf))
         new_buffer = new_theta if index is None else buffer.at[index].set(new_theta)
         return new_buffer, new_state, finite
 
