@@ -175,3 +175,43 @@ def test_each_chunk_draws_its_own_random_numbers():
     direct = objective_for(model, frozenset(), ()).value(theta, None, data, hyper)
     one_chunk = objective_for(model, frozenset(), (), 40)
     assert float(one_chunk.value(theta, None, chunk_data(data, 40, 40), hyper)) == float(direct)
+
+
+def test_chunked_equals_direct_for_dict_inputs_and_per_step_targets():
+    """Structured X (a dict) and a mean loss over (n, steps, outputs) targets, for chunk
+    sizes 1, n - 1 and one that does not divide n: value, gradient, Hessian-vector
+    product and dense Hessian as in the direct evaluation."""
+    from miniml import MiniMLModel, MiniMLParam
+
+    class TwoInputs(MiniMLModel):
+        def __init__(self):
+            self.a = MiniMLParam((3, 2))
+            self.b = MiniMLParam((2, 2))
+            super().__init__(loss=mean_squared_error_loss)
+
+        def _predict_kernel(self, X, buffer):
+            return jnp.tanh(X["u"] @ self.a(buffer)) + X["v"] @ self.b(buffer)
+
+    n = 11
+    model = TwoInputs()
+    model.randomize(seed=3)
+    X = {"u": jnp.asarray(rng.normal(size=(n, 5, 3))), "v": jnp.asarray(rng.normal(size=(n, 5, 2)))}
+    data = (X, jnp.asarray(rng.normal(size=(n, 5, 2))))
+    _, _, hyper = _setup(squared_error_loss)
+    hyper = hyper._replace(reg_scales=jnp.asarray(model._reg_scales()))
+    theta = model.get_buffer()
+    vector = jnp.asarray(rng.normal(size=theta.shape))
+    direct = objective_for(model, frozenset(), ())
+    v1, g1 = direct.value_and_grad(theta, None, data, hyper)
+    h1 = direct.hvp(theta, vector, None, data, hyper)
+    H1 = direct.hessian(theta, None, data, hyper)
+    for chunk in (1, n - 1, 4):
+        chunked = objective_for(model, frozenset(), (), chunk)
+        chunks = chunk_data(data, n, chunk)
+        v2, g2 = chunked.value_and_grad(theta, None, chunks, hyper)
+        assert float(v2) == pytest.approx(float(v1), rel=1e-12)
+        np.testing.assert_allclose(g2, g1, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(chunked.hvp(theta, vector, None, chunks, hyper), h1,
+                                   rtol=1e-11, atol=1e-14)  # fmt: skip
+        np.testing.assert_allclose(chunked.hessian(theta, None, chunks, hyper), H1,
+                                   rtol=1e-11, atol=1e-14)  # fmt: skip

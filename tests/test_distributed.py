@@ -297,3 +297,30 @@ def test_two_processes_with_jax_distributed_equal_one_process(results):
         assert distributed[1] == iterations
         assert distributed[0] == pytest.approx(loss, rel=1e-10)
         np.testing.assert_allclose(distributed[2], coef, rtol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "devices, text",
+    [
+        ([0, 1], "devices must be jax devices (jax.devices()), got 0 at position 0"),
+        ("twice", "lists device"),
+        (0, "devices must be >= 1, got 0"),
+        (-2, "devices must be >= 1, got -2"),
+    ],
+)
+def test_bad_device_lists_are_clear_errors(devices, text):
+    """Device indices instead of devices, or one device twice, were an AttributeError
+    and a bare AssertionError from deep inside jax's Mesh."""
+    import jax
+
+    from miniml import MiniMLError
+    from tests.models import LinearModel
+
+    if devices == "twice":
+        devices = [jax.devices()[0], jax.devices()[0]]
+    model = LinearModel(2, 1)
+    model.bind()
+    with pytest.raises(MiniMLError, match=r"LinearModel\.fit: ") as err:
+        model.fit(np.ones((4, 2)), np.ones((4, 1)), devices=devices)
+    assert text in str(err.value)
+    assert "e.g." in str(err.value)

@@ -111,6 +111,16 @@ class LambdaCallback(Callback):
             self._end(state)
 
 
+def _number_or_none(value: Any) -> float | None:
+    """``value`` as a float if it is a real number (not a bool or a string), else None."""
+    if isinstance(value, bool | np.bool_ | str | bytes):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
 class EarlyStopping(Callback):
     """Stop when a monitored history column stops improving, and restore the best point.
 
@@ -134,13 +144,33 @@ class EarlyStopping(Callback):
         restore_best: bool = True,
         mode: str = "min",
     ) -> None:
-        if not isinstance(patience, int) or patience < 1:
-            raise MiniMLError(f"EarlyStopping: patience must be an int >= 1, got {patience!r}.")
-        if not math.isfinite(float(min_delta)) or float(min_delta) < 0:
-            raise MiniMLError(f"EarlyStopping: min_delta must be >= 0, got {min_delta!r}.")
+        if not isinstance(monitor, str):
+            raise MiniMLError(
+                f"EarlyStopping: monitor must be a history column name (a str), got "
+                f"{monitor!r}; e.g. monitor='val_loss' or monitor='loss'."
+            )
+        if isinstance(patience, bool) or not isinstance(patience, int | np.integer) or patience < 1:
+            raise MiniMLError(
+                f"EarlyStopping: patience must be an int >= 1, got {patience!r}; e.g. "
+                "patience=10 (evaluations without improvement before stopping)."
+            )
+        delta = _number_or_none(min_delta)
+        if delta is None or not math.isfinite(delta) or delta < 0:
+            raise MiniMLError(
+                f"EarlyStopping: min_delta must be a number >= 0, got {min_delta!r}; e.g. "
+                "min_delta=0.0 (any decrease counts) or min_delta=1e-4."
+            )
+        if not isinstance(restore_best, bool | np.bool_):
+            raise MiniMLError(
+                f"EarlyStopping: restore_best must be True or False, got {restore_best!r}; "
+                "e.g. restore_best=False to keep the last point."
+            )
         if mode not in ("min", "max"):
-            raise MiniMLError(f"EarlyStopping: mode must be 'min' or 'max', got {mode!r}.")
-        self.monitor, self.patience, self.min_delta = monitor, patience, float(min_delta)
+            raise MiniMLError(
+                f"EarlyStopping: mode must be 'min' or 'max', got {mode!r}; e.g. mode='max' "
+                "for accuracy or R²."
+            )
+        self.monitor, self.patience, self.min_delta = monitor, int(patience), delta
         self.restore_best, self.mode = bool(restore_best), mode
 
     def on_fit_begin(self, state: FitState) -> None:

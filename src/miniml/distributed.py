@@ -44,12 +44,19 @@ def resolve_mesh(devices: Any, where: str) -> Mesh | None:
         if DATA_AXIS not in devices.axis_names or len(devices.axis_names) != 1:
             raise MiniMLError(
                 f"{where}: a Mesh for data-parallel fitting must have exactly one axis named "
-                f"{DATA_AXIS!r}, got axes {devices.axis_names}."
+                f"{DATA_AXIS!r}, got axes {devices.axis_names}; e.g. jax.sharding.Mesh("
+                f"np.array(jax.devices()), ({DATA_AXIS!r},)), or pass a device count."
             )
         return devices
     available = jax.devices()
     if isinstance(devices, int | np.integer) and not isinstance(devices, bool):
-        if not 1 <= devices <= len(available):
+        if devices < 1:
+            raise MiniMLError(
+                f"{where}: devices must be >= 1, got {devices}; pass e.g. devices="
+                f"{len(available)} for all {len(available)} available device(s), or None "
+                "for a single-device fit."
+            )
+        if devices > len(available):
             raise MiniMLError(
                 f"{where}: devices={devices} but {len(available)} device(s) are available "
                 f"({available[0].platform}). On a CPU, set XLA_FLAGS="
@@ -58,6 +65,20 @@ def resolve_mesh(devices: Any, where: str) -> Mesh | None:
         chosen: Sequence[Any] = available[: int(devices)]
     elif isinstance(devices, list | tuple) and devices:
         chosen = list(devices)
+        for position, device in enumerate(chosen):
+            if not isinstance(device, jax.Device):
+                raise MiniMLError(
+                    f"{where}: devices must be jax devices (jax.devices()), got {device!r} "
+                    f"at position {position} of {devices!r}; pass e.g. devices=jax.devices()"
+                    "[:2], or a device count such as devices=2."
+                )
+        if len(set(chosen)) != len(chosen):
+            twice = next(d for d in chosen if chosen.count(d) > 1)
+            raise MiniMLError(
+                f"{where}: devices lists device {twice} more than once ({devices!r}); each "
+                "device holds one shard, so list distinct devices, e.g. devices="
+                "jax.devices()[:2]."
+            )
     else:
         raise MiniMLError(
             f"{where}: devices must be None, a device count, a list of jax devices or a "

@@ -110,21 +110,55 @@ def _validation_function(
     return evaluate
 
 
-class _Progress:
-    """A tqdm bar per fit, updated once per record; off unless asked or on a terminal."""
+def _is_terminal(stream: Any) -> bool:
+    """Whether ``stream`` is a terminal; False for None (pythonw) or a closed stream."""
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
 
-    def __init__(self, verbose: int | bool | None) -> None:
-        enabled = sys.stderr.isatty() if verbose is None else bool(verbose)
+
+def _writable(stream: Any) -> bool:
+    """Whether the bar can write to ``stream`` (not None, not closed)."""
+    return stream is not None and not getattr(stream, "closed", False)
+
+
+def check_verbose(value: Any, where: str) -> int | None:
+    """``verbose`` as None or an int >= 0; bools and numpy integers are accepted."""
+    if value is None or isinstance(value, bool | np.bool_):
+        return None if value is None else int(value)
+    if not isinstance(value, int | np.integer) or value < 0:
+        raise MiniMLError(
+            f"{where}: verbose must be None, True/False or an int >= 0, got {value!r}; pass "
+            "verbose=0 for no progress bar, verbose=1 to force it on, or None to show it "
+            "when stderr is a terminal."
+        )
+    return int(value)
+
+
+class _Progress:
+    """A tqdm bar per fit, updated once per record; off unless asked or on a terminal.
+
+    The bar writes to stderr; with no usable stderr (None, as under pythonw, or closed)
+    it is off even when asked for.
+    """
+
+    def __init__(self, verbose: int | None) -> None:
+        stream = sys.stderr
+        enabled = _is_terminal(stream) if verbose is None else bool(verbose)
         self.bar: Any = None
-        if enabled:
+        if enabled and _writable(stream):
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=None, unit="it", leave=True, dynamic_ncols=True)
+            self.bar = tqdm(total=None, unit="it", leave=True, dynamic_ncols=True, file=stream)
 
     def update(self, record: dict[str, Any]) -> None:
         if self.bar is None:
             return
-        self.bar.set_description(str(record["stage"]))
+        # No refresh until the count moves: the label, count and values on a line are
+        # then all this record's. set_description_str: set_description's ": " would be
+        # doubled by tqdm's own for a bar without a total ("Adam: : 3it").
+        self.bar.set_description_str(str(record["stage"]), refresh=False)
         postfix = {"loss": f"{record['loss']:.6g}"}
         if record.get("val_loss") is not None:
             postfix["val_loss"] = f"{record['val_loss']:.6g}"
@@ -153,7 +187,8 @@ class FitMonitor:
         self.validation_freq = validation_freq
         columns = list(BASE_COLUMNS) + (validator.columns if validator else [])
         self.state = FitState(model, self.history, columns)
-        self.progress = _Progress(verbose)
+        where = f"{type(model).__name__}.fit"
+        self.progress = _Progress(check_verbose(verbose, where))
         self.start = time.perf_counter()
         self.count_offset = (0, 0)
         self.stage_counts = (0, 0)
