@@ -5,7 +5,7 @@ import pytest
 
 from miniml import MiniMLError, MiniMLModel, MiniMLParam
 from miniml.loss import CrossEntropyLogLoss
-from miniml.optim import ScipyOptimizer
+from miniml.optim import Adam, ScipyOptimizer
 from tests.models import LinearModel, Lookup
 
 rng = np.random.default_rng(0)
@@ -214,6 +214,11 @@ BAD_FIT_OPTIONS = {
     "epochs-0": ({"epochs": 0}, "epochs must be a positive int (passes over the data), got 0"),
     "epochs-bool": ({"epochs": True}, "epochs must be a positive int"),
     "chunk-size": ({"chunk_size": -3}, "chunk_size must be a positive int, got -3"),
+    "chunk-size-with-only-stochastic-stages": (
+        {"chunk_size": 5, "optimizer": Adam(lr=0.1), "epochs": 2, "batch_size": 4},
+        "chunk_size applies to full-batch optimizers (SciPy, LBFGS), and every stage here is "
+        "stochastic, got chunk_size=5",
+    ),
     "validation-freq": ({"validation_freq": 0}, "validation_freq must be an int >= 1, got 0"),
     "validation-freq-bool": ({"validation_freq": True}, "validation_freq must be an int >= 1"),
     "validation-freq-numpy-bool": (

@@ -364,6 +364,12 @@ def fit_model(
             f"{where}: chunk_size must be a positive int, got {chunk_size!r}; pass e.g. "
             "chunk_size=1024, or None to evaluate all samples at once."
         )
+    if chunk_size is not None and all(stochastic):
+        raise MiniMLError(
+            f"{where}: chunk_size applies to full-batch optimizers (SciPy, LBFGS), and every "
+            f"stage here is stochastic, got chunk_size={chunk_size!r}; drop it (batch_size "
+            "sets the mini-batch size), or add a full-batch stage that uses it."
+        )
     callback_list = _check_callbacks(callbacks, where)
     freq = check_validation_freq(validation_freq, where)
     if metrics is not None and not (
