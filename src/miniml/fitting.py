@@ -562,7 +562,7 @@ class _StageRunner:
 
         problem = Problem(objective, x0, base, self.data_for(chunk), self.hyper, layout,
                           self.n_samples, options, loss_reduction=self.reduction)  # fmt: skip
-        problem.monitor = monitor
+        problem.monitor, problem.model = monitor, model
         monitor.begin_stage(label, to_buffer, self.hyper)
         try:
             outcome = optimizer.minimize(problem)

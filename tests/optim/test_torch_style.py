@@ -170,6 +170,18 @@ def test_misuse_gets_clear_errors():
         model.fit(np.ones((5, 3)), np.ones((5, 1)), optimizer=SGD([model.W], lr=0.1))
 
 
+def test_fit_refuses_an_optimizer_built_on_another_model():
+    # Same class, same parameter names: comparing names alone let B train silently.
+    A, B = LinearModel(3, 1), LinearModel(3, 1)
+    A.randomize(seed=0)
+    B.randomize(seed=1)
+    before = np.asarray(B.get_buffer()).copy()
+    with pytest.raises(MiniMLError, match=r"SGD\.fit: the optimizer was created with the params "
+                       r"of a LinearModel .* but this fit trains a LinearModel"):  # fmt: skip
+        B.fit(np.ones((5, 3)), np.ones((5, 1)), optimizer=SGD(A.parameters(), lr=0.1), epochs=1)
+    np.testing.assert_array_equal(np.asarray(B.get_buffer()), before)
+
+
 def test_an_optimizer_with_all_params_can_also_fit():
     rng = np.random.default_rng(3)
     X, y = rng.normal(size=(16, 3)), rng.normal(size=(16, 1))

@@ -112,6 +112,9 @@ class Problem:
         self.loss_reduction = loss_reduction
         # Set by the fit driver: records history, validation and callbacks.
         self.monitor: Any = None
+        # Set by the fit driver: the model being fitted (optimizers built on a model's
+        # parameters check that it is this one).
+        self.model: Any = None
         self.last_evaluation: tuple[np.ndarray, float, np.ndarray] | None = None
         self.n_fun = self.n_grad = self.n_hessp = self.n_hess = 0
 

@@ -142,7 +142,7 @@ class StochasticOptimizer(MiniMLOptimizer):
         """Run compiled mini-batch epochs on ``problem`` (see `miniml.optim.minibatch`)."""
         owner = type(self).__name__
         if self._params is not None:
-            self._params.check_matches(problem.layout, owner)
+            self._params.check_matches(problem.layout, problem.model, owner)
         program, values = self._program(), self._values(problem.dtype)
         opt_state, first_epoch = self._initial_state(problem, program, values)
         plan = plan_batches(problem.n_samples, problem.options.batch_size, problem.options.shuffle)

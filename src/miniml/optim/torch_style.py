@@ -127,8 +127,16 @@ class ParameterSet:
             [np.arange(p.offset, p.offset + p.size) for _, p in root._layout if id(p) in chosen]
         )
 
-    def check_matches(self, layout: list[TrainableSlice], owner: str) -> None:
-        """In `fit`, the given params must be exactly the fit's trainable parameters."""
+    def check_matches(self, layout: list[TrainableSlice], model: Any, owner: str) -> None:
+        """In `fit`, the given params must be exactly the fit's trainable parameters of
+        the fitted ``model`` (None when the caller does not know it)."""
+        if model is not None and model is not self.root:
+            raise MiniMLError(
+                f"{owner}.fit: the optimizer was created with the params of a "
+                f"{type(self.root).__name__} (id {id(self.root):#x}), but this fit trains a "
+                f"{type(model).__name__} (id {id(model):#x}); create the optimizer from "
+                "this model's parameters (model.parameters()), or without params."
+            )
         mine, trainable = sorted(self.names()), sorted(s.name for s in layout)
         if mine != trainable:
             raise MiniMLError(
