@@ -251,6 +251,35 @@ def test_keyboard_interrupt_keeps_last_recorded_parameters():
     np.testing.assert_array_equal(final, buffers[-1])
     assert len(res.history) == 4
     assert res.loss == pytest.approx(res.history.column("loss")[-1], rel=1e-12)
+    assert res.n_iterations == 4 and res.stages == ["L-BFGS-B"]
+    assert res.n_function_evaluations == res.history.column("fg_evals")[-1]
+
+
+def test_keyboard_interrupt_in_a_later_stage_counts_that_stage():
+    X, y, _, _ = kormos_data()
+    model = KormosRegression(50)
+    model.bind()
+    model.set_buffer(np.ones(50))
+
+    def interrupt(state, record):
+        if record["stage"] == "L-BFGS-B" and record["iteration"] == 3:
+            raise KeyboardInterrupt
+
+    stages = [Adam(lr=1e-2), ScipyOptimizer("L-BFGS-B")]
+    with pytest.warns(UserWarning, match="interrupted by KeyboardInterrupt"):
+        res = model.fit(X, y, reg_lambda=1e-3, optimizer=stages, epochs=5,
+                        callbacks=[LambdaCallback(on_iteration_end=interrupt)])  # fmt: skip
+    assert res.interrupted and not res.success
+    assert res.stages == ["Adam", "L-BFGS-B"] and res.optimizer == "Adam -> L-BFGS-B"
+    assert res.history.column("stage") == ["Adam"] * 5 + ["L-BFGS-B"] * 3
+    assert res.n_iterations == len(res.history) == 8
+    # The interrupted stage counts the evaluations its history rows show; Adam's stage
+    # counts what the same Adam fit alone counts.
+    model.set_buffer(np.ones(50))
+    adam_alone = model.fit(X, y, reg_lambda=1e-3, optimizer=Adam(lr=1e-2), epochs=5)
+    fg = res.history.column("fg_evals")
+    assert res.n_function_evaluations == adam_alone.n_function_evaluations + fg[-1] - fg[4]
+    assert "L-BFGS-B: interrupted after 3 recorded iterations" in res.message
 
 
 def test_history_plot_writes_png(tmp_path):
@@ -502,6 +531,7 @@ def test_keyboard_interrupt_keeps_last_recorded_parameters_on_compiled_paths(lin
     np.testing.assert_array_equal(final, buffers[-1])
     assert len(res.history) == len(buffers) == 4
     assert res.loss == pytest.approx(objective(final), rel=1e-12)
+    assert res.n_iterations == 4 and len(res.stages) == 1
 
 
 # ------------------------------------------------------------- Adam -> L-BFGS-B

@@ -430,9 +430,34 @@ def fit_model(
         interrupted = True
         if monitor.last_buffer is not None:
             model.set_buffer(monitor.last_buffer)
+        interrupted_stage = _interrupted_stage(monitor, results)
+        if interrupted_stage is not None:
+            results.append(interrupted_stage)
     finally:
         monitor.end()
     return _result(model, run, results, monitor, interrupted, len(stages), where)
+
+
+def _interrupted_stage(
+    monitor: FitMonitor, results: list[tuple[str, OptimizerResult]]
+) -> tuple[str, OptimizerResult] | None:
+    """The stage a KeyboardInterrupt ended, as far as it reported, so that the result's
+    stages and counts agree with the history; None if it ended between stages."""
+    if monitor.ended_stage is None:
+        return None
+    label, iterations, evaluations, hessian_products = monitor.ended_stage
+    if any(done == label for done, _ in results):
+        return None
+    return label, OptimizerResult(
+        x=None,  # the model keeps the last recorded iterate
+        fun=math.nan,
+        success=False,
+        message=f"interrupted after {iterations} recorded iterations",
+        n_iterations=iterations,
+        n_function_evaluations=evaluations,
+        n_jacobian_evaluations=evaluations,
+        n_hessian_evaluations=hessian_products,
+    )
 
 
 def _warn_if_zero_start_is_stuck(

@@ -192,6 +192,7 @@ class FitMonitor:
         self.start = time.perf_counter()
         self.count_offset = (0, 0)
         self.stage_counts = (0, 0)
+        self.ended_stage: tuple[str, int, int, int] | None = None
 
     def begin(self) -> None:
         for callback in self.callbacks:
@@ -204,6 +205,8 @@ class FitMonitor:
         self.iteration = 0
 
     def end_stage(self) -> None:
+        # What the stage reported, for a result of a stage that a KeyboardInterrupt ended.
+        self.ended_stage = (self.state.stage, self.iteration, *self.stage_counts)
         fg, hv = self.count_offset
         self.count_offset = (fg + self.stage_counts[0], hv + self.stage_counts[1])
         self.stage_counts = (0, 0)
