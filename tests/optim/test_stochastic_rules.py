@@ -322,6 +322,35 @@ def test_bad_hyperparameters_are_rejected_at_construction(case):
     assert re.search(r"\bPass\b|\bpass\b", message), message  # and how to fix it
 
 
+TORCH_ARGUMENTS = {
+    "adam-betas": (
+        lambda: Adam(betas=(0.9, 0.99)),
+        "Adam: got betas=(0.9, 0.99), torch.optim's name; MiniML's Adam calls it beta1 and "
+        "beta2: pass e.g. beta1=0.9, beta2=0.999",
+    ),
+    "sgd-weight-decay": (lambda: SGD(weight_decay=1e-4), "SGD calls it wd: pass e.g. wd=1e-4"),
+    "rmsprop-alpha": (lambda: RMSProp(alpha=0.99), "RMSProp calls it rho: pass e.g. rho=0.9"),
+    "adam-amsgrad": (
+        lambda: Adam(amsgrad=True),
+        "Adam: got an unknown argument amsgrad=True; Adam takes params, lr, beta1, beta2, eps, "
+        "weight_decay, keep_state",
+    ),
+    "sgd-dampening": (lambda: SGD(dampening=0.1), "SGD: got an unknown argument dampening=0.1"),
+    "adagrad-lr-decay": (lambda: AdaGrad(lr_decay=0.1), "AdaGrad: got an unknown argument lr_"),
+    "rmsprop-momentum": (lambda: RMSProp(momentum=0.9), "RMSProp: got an unknown argument mom"),
+    "misspelled": (lambda: AdamW(lrr=0.1), "AdamW: got an unknown argument lrr=0.1; AdamW takes"),
+}
+
+
+@pytest.mark.parametrize("case", list(TORCH_ARGUMENTS))
+def test_torch_argument_names_say_what_miniml_calls_them(case):
+    # Python's own TypeError named neither MiniML's spelling nor that the option is absent.
+    make, fragment = TORCH_ARGUMENTS[case]
+    with pytest.raises(MiniMLError) as info:
+        make()
+    assert fragment in str(info.value)
+
+
 @pytest.mark.parametrize(
     ("make", "attribute", "value", "fragment"),
     [
