@@ -22,7 +22,7 @@ from miniml.optim.schedules import (
     warmup_exponential_decay_schedule,
 )
 from miniml.optim.scipy import METHODS, ScipyOptimizer
-from miniml.optim.stochastic import OptaxOptimizer, StochasticOptimizer
+from miniml.optim.stochastic import OptaxOptimizer, Optimizer, StochasticOptimizer
 
 __all__ = [
     "LBFGS",
@@ -39,6 +39,7 @@ __all__ = [
     "MiniMLOptimizer",
     "NAdam",
     "OptaxOptimizer",
+    "Optimizer",
     "OptimizerResult",
     "Problem",
     "RMSProp",

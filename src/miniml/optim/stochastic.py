@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import warnings
 import weakref
+from abc import abstractmethod
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
@@ -36,7 +37,7 @@ from miniml.optim.driver import RunOutcome, run_epochs
 from miniml.optim.minibatch import BatchPlan, UpdateProgram, find_learning_rate, plan_batches
 from miniml.optim.torch_style import ManualLoop, ParameterSet
 
-__all__ = ["OptaxOptimizer", "StochasticOptimizer"]
+__all__ = ["OptaxOptimizer", "Optimizer", "StochasticOptimizer"]
 
 
 @dataclass
@@ -79,13 +80,13 @@ class StochasticOptimizer(MiniMLOptimizer):
         self._manual: ManualLoop | None = None
 
     # ------------------------------------------------------------ for subclasses
+    @abstractmethod
     def transformation(self) -> optax.GradientTransformation:
         """The optax transformation of this optimizer's update rule, with its values."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _program(self) -> UpdateProgram:
         """The rule as compiled code uses it: built from traced values (see `_values`)."""
-        raise NotImplementedError
 
     def _values(self, dtype: Any) -> dict[str, Any]:
         """The traced numeric hyper-parameters, as scalars of ``dtype``."""
@@ -295,3 +296,9 @@ class OptaxOptimizer(StochasticOptimizer):
 
 def _injected_learning_rate(values: dict[str, Any], state: Any) -> Any:
     return find_learning_rate(state)
+
+
+Optimizer = StochasticOptimizer
+"""The seed's name for the base class of the PyTorch-style optimizers (``SGD``,
+``AdaGrad``, ``RMSProp``, ``Adam``, ...): it holds ``step()`` and ``zero_grad()`` and is
+not meant to be instantiated directly."""
