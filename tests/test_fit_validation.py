@@ -1,5 +1,6 @@
 """Bad inputs to fit and predict fail early with messages that say what to do."""
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -282,3 +283,32 @@ def test_checks_remembered_between_fits_still_catch_new_bad_inputs():
         model.fit(X, Y.at[3, 1].set(jnp.inf), reg_lambda=0.1)
     with pytest.raises(MiniMLError, match="forward pass failed"):
         model.fit(X[:, :2], Y, reg_lambda=0.1)
+
+
+class _LinearWithLoss(MiniMLModel):
+    def __init__(self, loss):
+        self.W = MiniMLParam((3, 1))
+        super().__init__(loss=loss)
+
+    def _predict_kernel(self, X, buffer):
+        return X @ self.W(buffer)
+
+
+def test_a_loss_that_returns_an_array_is_reported_before_fitting():
+    # Unreduced squared errors used to fail deep in the objective with a reshape error.
+    model = _LinearWithLoss(lambda y_true, y_pred: (y_pred - y_true) ** 2)
+    model.randomize(seed=0)
+    with pytest.raises(MiniMLError) as info:
+        model.fit(X[:, :3], Y)
+    message = str(info.value)
+    assert message.startswith("_LinearWithLoss.fit: the loss <lambda> returned an array of ")
+    assert "shape (20, 1)" in message and "must return a scalar" in message
+
+
+def test_a_loss_with_one_element_still_fits():
+    # (1,)-shaped sums reshape to a scalar, as they always did.
+    model = _LinearWithLoss(lambda y_true, y_pred: jnp.sum((y_pred - y_true) ** 2, axis=0))
+    model.randomize(seed=0)
+    model.fit(X[:, :3], Y)
+    expected, *_ = np.linalg.lstsq(X[:, :3], Y, rcond=None)
+    np.testing.assert_allclose(np.asarray(model.W.value), expected, rtol=1e-6)

@@ -159,6 +159,33 @@ def _check_prediction_shape(
     validate = getattr(model.loss_function, "validate", None)
     if callable(validate) and hasattr(pred, "shape"):
         validate(y, tuple(pred.shape), where)
+    _check_scalar_loss(model, y, pred, key, where)
+
+
+def _check_scalar_loss(model: MiniMLModel, y: Any, pred: Any, key: Any, where: str) -> None:
+    """A loss that returns an array (e.g. unreduced squared errors) would fail deep in
+    the objective with a reshape error; say so here, once per shape."""
+    loss = model.loss_function
+    y_leaves = jax.tree.leaves(y)
+    if loss is None:
+        return
+    loss_key = ("loss_shape", key, tuple((leaf.shape, leaf.dtype) for leaf in y_leaves))
+    if loss_key in model._compiled:
+        return
+    y_like = jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype), y)
+    try:
+        value = jax.eval_shape(loss, y_like, pred)
+    except Exception:  # the loss's own errors surface, as before, when the fit traces it
+        return
+    shape = getattr(value, "shape", None)
+    if shape is not None and math.prod(shape) != 1:  # one element reshapes to a scalar
+        name = getattr(loss, "__name__", type(loss).__name__)
+        raise MiniMLError(
+            f"{where}: the loss {name} returned an array of shape {shape} for targets like "
+            f"{describe(y)}; a loss must return a scalar (a 0-d array). Reduce it, e.g. "
+            "jnp.sum((y_pred - y_true) ** 2) or jnp.mean(...)."
+        )
+    model._compiled[loss_key] = True
 
 
 def _fit_options(
