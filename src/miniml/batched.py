@@ -158,15 +158,15 @@ def fit_batched(
                     "each member's full data. Drop it, or use LBFGS(maxiter=...) to limit "
                     "iterations."
                 )
-    from miniml.fitting import (
-        _check_prediction_shape,
-        _check_strength,
-        _warn_if_zero_start_is_stuck,
-        random_keys,
+    from miniml._fit_checks import (
+        check_prediction_shape,
+        check_strength,
+        warn_if_zero_start_is_stuck,
     )
+    from miniml.fitting import random_keys
 
-    active = _check_strength(active_reg_lambda, "active_reg_lambda", WHERE)
-    _check_prediction_shape(model, first[0], first[1], static, WHERE)
+    active = check_strength(active_reg_lambda, "active_reg_lambda", WHERE)
+    check_prediction_shape(model, first[0], first[1], static, WHERE)
     zero_start = False
     if start is None:
         if seed_list is not None:
@@ -190,7 +190,7 @@ def fit_batched(
     objective = objective_for(model, frozenset(), static, chunk)
     if zero_start:  # every member starts from the never-randomized model's zeros
         member_0 = hyper._replace(reg_lambda=hyper.reg_lambda[0], rng_key=hyper.rng_key[0])
-        _warn_if_zero_start_is_stuck(model, frozenset(), static, first, member_0, WHERE)
+        warn_if_zero_start_is_stuck(model, frozenset(), static, first, member_0, WHERE)
     mesh = resolve_mesh(devices, WHERE)
     if mesh is not None:
         n_padded = padded_member_count(n_members, mesh, WHERE)
@@ -267,9 +267,9 @@ def _run_stochastic(
     mode: str, hyper: Hyper, n_samples: int, rates: Any, epochs: Any, batch_size: Any,
     shuffle: Any, model: Any,
 ) -> MemberRuns:  # fmt: skip
-    from miniml.fitting import _fit_options
+    from miniml._fit_checks import fit_options
 
-    options = _fit_options(epochs, batch_size, shuffle, 0, n_samples, WHERE)
+    options = fit_options(epochs, batch_size, shuffle, 0, n_samples, WHERE)
     n_members, dtype = x_start.shape[0], x_start.dtype
     program, values = opt._program(), opt._values(dtype)
     if rates is not None:

@@ -185,9 +185,9 @@ def backward(model: MiniMLModel, X: Any, y: Any, reg_lambda: float = 1.0) -> jax
     objective = objective_for(model, frozenset(), ())
     checked = ("backward_checked", signature_of(X_data), signature_of(y_data))
     if checked not in objective.cache:
-        from miniml.fitting import _check_prediction_shape
+        from miniml._fit_checks import check_prediction_shape
 
-        _check_prediction_shape(model, X_data, y_data, (), where)
+        check_prediction_shape(model, X_data, y_data, (), where)
         objective.cache[checked] = True
     calls = vars(model).get(_CALLS, 0)
     setattr(model, _CALLS, calls + 1)
