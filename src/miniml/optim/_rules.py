@@ -20,10 +20,12 @@ class rejects bad values before anything is traced.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -36,6 +38,7 @@ __all__ = [
     "adagrad_rule",
     "adam_rule",
     "adamw_rule",
+    "check_argument_name",
     "check_flag",
     "check_learning_rate",
     "check_nonnegative",
@@ -287,3 +290,38 @@ def _schedule_at_step_zero(schedule: Callable[[Any], Any]) -> Any:
         traced = jax.jit(lambda count: schedule(count))
     with jax.ensure_compile_time_eval():  # concrete even when called inside a trace
         return traced(jnp.zeros((), jnp.int32))
+
+
+# torch.optim arguments that MiniML's classes spell differently: name -> MiniML's names.
+_TORCH_SPELLINGS = {"betas": ("beta1", "beta2"), "alpha": ("rho",), "weight_decay": ("wd",)}
+
+
+@functools.cache
+def _accepted_arguments(cls: type) -> tuple[str, ...]:
+    init = inspect.signature(cast(Any, cls).__init__)  # cls itself would show __new__'s
+    return tuple(name for name in init.parameters if name != "self")
+
+
+def check_argument_name(cls: type, name: str, value: Any) -> None:
+    """Refuse a constructor argument ``cls`` does not take, naming MiniML's spelling of a
+    torch.optim name (``betas`` -> ``beta1``, ``beta2``) or the accepted arguments."""
+    accepted = _accepted_arguments(cls)
+    if name in accepted:
+        return
+    where, listing = cls.__name__, ", ".join(accepted)
+    spelled = [n for n in _TORCH_SPELLINGS.get(name, ()) if n in accepted]
+    if spelled:
+        raise MiniMLError(
+            f"{where}: got {name}={value!r}, torch.optim's name; MiniML's {where} calls it "
+            f"{' and '.join(spelled)}: pass e.g. {_example(spelled)}."
+        )
+    raise MiniMLError(
+        f"{where}: got an unknown argument {name}={value!r}; {where} takes {listing} "
+        "(options of torch.optim that MiniML does not offer, e.g. amsgrad, dampening, "
+        "centered or lr_decay, are refused, not ignored)."
+    )
+
+
+def _example(names: list[str]) -> str:
+    defaults = {"beta1": "0.9", "beta2": "0.999", "rho": "0.9", "wd": "1e-4"}
+    return ", ".join(f"{n}={defaults[n]}" for n in names)

@@ -15,10 +15,8 @@ the seed and in ``torch.optim``: the rules use :math:`\tilde g_t = g_t +
 
 from __future__ import annotations
 
-import functools
-import inspect
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
@@ -27,6 +25,7 @@ import optax
 from miniml.errors import MiniMLError
 from miniml.optim import _rules
 from miniml.optim._rules import (
+    check_argument_name,
     check_flag,
     check_learning_rate,
     check_nonnegative,
@@ -54,7 +53,7 @@ class RuleOptimizer(StochasticOptimizer):
         # Runs before __init__, whose TypeError for a torch.optim name (betas=, alpha=,
         # amsgrad=) would not say what MiniML calls it or that it is not offered.
         for name, value in kwargs.items():
-            _check_argument_name(cls, name, value)
+            check_argument_name(cls, name, value)
         return super().__new__(cls)
 
     def _rule_arguments(self) -> dict[str, Any]:
@@ -101,39 +100,6 @@ class RuleOptimizer(StochasticOptimizer):
 
     def _public_arguments(self) -> dict[str, Any]:
         return {}
-
-
-# torch.optim arguments that MiniML's classes spell differently: name -> MiniML's names.
-_TORCH_SPELLINGS = {"betas": ("beta1", "beta2"), "alpha": ("rho",), "weight_decay": ("wd",)}
-
-
-@functools.cache
-def _accepted_arguments(cls: type) -> tuple[str, ...]:
-    init = inspect.signature(cast(Any, cls).__init__)  # cls itself would show __new__'s
-    return tuple(name for name in init.parameters if name != "self")
-
-
-def _check_argument_name(cls: type, name: str, value: Any) -> None:
-    accepted = _accepted_arguments(cls)
-    if name in accepted:
-        return
-    where, listing = cls.__name__, ", ".join(accepted)
-    spelled = [n for n in _TORCH_SPELLINGS.get(name, ()) if n in accepted]
-    if spelled:
-        raise MiniMLError(
-            f"{where}: got {name}={value!r}, torch.optim's name; MiniML's {where} calls it "
-            f"{' and '.join(spelled)}: pass e.g. {_example(spelled)}."
-        )
-    raise MiniMLError(
-        f"{where}: got an unknown argument {name}={value!r}; {where} takes {listing} "
-        "(options of torch.optim that MiniML does not offer, e.g. amsgrad, dampening, "
-        "centered or lr_decay, are refused, not ignored)."
-    )
-
-
-def _example(names: list[str]) -> str:
-    defaults = {"beta1": "0.9", "beta2": "0.999", "rho": "0.9", "wd": "1e-4"}
-    return ", ".join(f"{n}={defaults[n]}" for n in names)
 
 
 def _is_value(argument: Any) -> bool:
