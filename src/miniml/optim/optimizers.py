@@ -68,16 +68,8 @@ class RuleOptimizer(StochasticOptimizer):
 
     def _program(self) -> UpdateProgram:
         arguments = self._rule_arguments()
+        # Bools and schedules: check_learning_rate has made sure a schedule hashes.
         static = {k: v for k, v in arguments.items() if not _is_value(v)}
-        for name, value in static.items():
-            try:
-                hash(value)
-            except TypeError as err:
-                raise MiniMLError(
-                    f"{type(self).__name__}: the schedule given for {name} is not hashable; "
-                    "MiniML keys its compiled epochs by it. Use a function or a "
-                    "miniml.optim schedule."
-                ) from err
         rule = type(self)._rule
         names = tuple(sorted(k for k in arguments if k not in static))
         structure = (type(self), tuple(sorted(static.items())), names)
