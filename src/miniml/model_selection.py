@@ -17,7 +17,7 @@ import numpy as np
 import optax
 
 from miniml.batched import BatchedFitResult, fit_batched
-from miniml.data import as_data
+from miniml.data import as_data, describe
 from miniml.errors import MiniMLError
 from miniml.loss import reduction_of
 from miniml.optim.stochastic import StochasticOptimizer
@@ -305,10 +305,8 @@ def _check_multi_start_options(options: dict[str, Any], where: str) -> None:
 
 
 def _brief(value: Any) -> str:
-    """``repr(value)``, or only the shape and dtype of an array."""
-    if isinstance(value, np.ndarray | jax.Array):
-        return f"<{value.dtype} array of shape {tuple(value.shape)}>"
-    return repr(value)
+    """``repr(value)``, or only the dtype and shape of an array."""
+    return describe(value) if isinstance(value, np.ndarray | jax.Array) else repr(value)
 
 
 def _is_stochastic(optimizer: Any) -> bool:
