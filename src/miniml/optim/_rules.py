@@ -20,6 +20,7 @@ class rejects bad values before anything is traced.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import math
@@ -216,6 +217,8 @@ def check_learning_rate(value: Any, owner: str, name: str) -> LearningRate:
     (``count.astype(float)``) is accepted.
     """
     if callable(value):
+        if _passed_check(value):
+            return value
         try:
             hash(value)
         except TypeError as err:
@@ -253,6 +256,8 @@ def check_learning_rate(value: Any, owner: str, name: str) -> LearningRate:
                 f"{owner}: the schedule passed as {name} returns {float(first)} at step 0; "
                 "a learning rate must be >= 0. Pass a schedule of non-negative values."
             )
+        with contextlib.suppress(TypeError):  # not weakly referable: checked every time
+            _CHECKED_SCHEDULES.add(value)
         return value
     number = _as_float(
         value,
@@ -267,6 +272,18 @@ def check_learning_rate(value: Any, owner: str, name: str) -> LearningRate:
             f"the loss. Pass e.g. {name}={abs(number)!r}."
         )
     return number
+
+
+# Schedules that passed: every fit and every step() checks its arguments, and a
+# schedule's value at step 0 cannot change (it is a function of the step only).
+_CHECKED_SCHEDULES: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _passed_check(schedule: Any) -> bool:
+    try:
+        return schedule in _CHECKED_SCHEDULES
+    except TypeError:  # unhashable or not weakly referable
+        return False
 
 
 _NOT_TRACEABLE = (
