@@ -106,7 +106,9 @@ def test_second_batched_call_compiles_nothing(ridge, count_compilations):
 
 def test_converged_members_stop_and_keep_their_own_counts(ridge):
     """Members of a fast problem give bit-identical results whether the batch around them
-    stops with them or runs on for slower members, and their counts differ."""
+    stops with them or runs on for slower members, and their counts differ; the slow
+    members run on exactly as they do without the fast ones (the L-BFGS memory index the
+    members share is that of the members still running)."""
     X, y, _ = ridge_problems(4, 2)
     slow_X = X[1] * np.logspace(0, 2.5, D)  # ill-conditioned: many more iterations
     fast = np.broadcast_to(X[0], (K, N, D))
@@ -127,6 +129,10 @@ def test_converged_members_stop_and_keep_their_own_counts(ridge):
     assert len(together.loss_history[-1]) == n_slow
     slow_exact = ridge_closed_form(mixed[-1:], ys[-1:], lam[-1:])[0]
     np.testing.assert_allclose(together.x_opt[-1], slow_exact, rtol=1e-5)
+    slow_alone = miniml.fit_batched(ridge, mixed[half:], ys[half:], reg_lambda=lam[half:],
+                                    optimizer=TIGHT)  # fmt: skip
+    np.testing.assert_array_equal(together.x_opt[half:], slow_alone.x_opt)
+    np.testing.assert_array_equal(together.loss_history[-1], slow_alone.loss_history[-1])
 
 
 def test_batched_segments_continue_where_the_previous_one_stopped(ridge):

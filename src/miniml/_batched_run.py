@@ -21,7 +21,7 @@ import numpy as np
 
 from miniml._batched_result import MemberRuns
 from miniml.objective import Hyper, Objective
-from miniml.optim.lbfgs import _RUNNING, LBFGS, _strong, loop_functions
+from miniml.optim.lbfgs import _RUNNING, LBFGS, MEMBER_AXIS, _strong, loop_functions
 from miniml.optim.minibatch import (
     CHUNK_BYTES,
     MAX_CHUNK,
@@ -69,7 +69,7 @@ def run_lbfgs(
 
     def build() -> tuple[Any, Any]:
         segment, initial = loop_functions(objective, optimizer.memory_size, length, batched=True)
-        batched = jax.vmap(segment, in_axes=(0, 0, None, args_axes, None))
+        batched = jax.vmap(segment, (0, 0, None, args_axes, None), axis_name=MEMBER_AXIS)
         return jax.jit(batched, donate_argnums=0), jax.vmap(initial, (0, args_axes, None))
 
     key = ("miniml.batched.LBFGS", optimizer.memory_size, length, mode)

@@ -48,7 +48,7 @@ from miniml.objective import Objective
 from miniml.optim._lockstep import optax_zoom_linesearch, scale_by_lockstep_zoom_linesearch
 from miniml.optim.base import MiniMLOptimizer, OptimizerResult, Problem
 
-__all__ = ["LBFGS", "loop_functions"]
+__all__ = ["LBFGS", "MEMBER_AXIS", "loop_functions"]
 
 # Why the loop stopped (device-side codes), and what the host reports for each.
 _RUNNING, _GTOL, _FTOL, _MAXITER, _MAXFUN, _LINESEARCH, _NONFINITE = range(7)
@@ -355,10 +355,42 @@ def _compiled_loop(problem: Problem, memory_size: int, length: int) -> tuple[Any
     return segment, template
 
 
+MEMBER_AXIS = "miniml_members"
+"""The `jax.vmap` axis name of the batched loop (`miniml.fit_batched`)."""
+
+
 def _solver(max_linesearch_steps: JXArray, memory_size: int, lockstep: bool) -> Any:
-    search = scale_by_lockstep_zoom_linesearch if lockstep else optax_zoom_linesearch
-    linesearch = search(max_linesearch_steps)
-    return optax.lbfgs(memory_size=memory_size, linesearch=linesearch)
+    """``optax.lbfgs`` with the zoom line search; with ``lockstep`` (the batched loop,
+    vmapped over `MEMBER_AXIS`) its lockstep search and shared memory index."""
+    if not lockstep:
+        linesearch = optax_zoom_linesearch(max_linesearch_steps)
+        return optax.lbfgs(memory_size=memory_size, linesearch=linesearch)
+    # optax.lbfgs's own chain, with the direction's memory index shared by the members.
+    return optax.chain(
+        _shared_memory_index(optax.scale_by_lbfgs(memory_size=memory_size)),
+        optax.scale(-1.0),
+        scale_by_lockstep_zoom_linesearch(max_linesearch_steps),
+    )
+
+
+def _shared_memory_index(direction: optax.GradientTransformation) -> Any:
+    """``optax.scale_by_lbfgs`` that reads its iteration count as the largest over the
+    members of the batch.
+
+    optax indexes its circular memory of (s, y) pairs with its iteration count. Under
+    `jax.vmap` a per-member count turns every read of the two-loop recursion into a
+    gather and every write into a scatter plus a copy (~6 % of a 1 000-member batch of
+    `bench.batched`). Every member still running has made every iteration of the batch,
+    so its count *is* the largest; members that have stopped have smaller counts, but
+    the batched loop discards their updates. So the running members' directions are
+    optax's to the bit (``tests/test_batched.py`` compares batches with members alone).
+    """
+
+    def update(updates: Any, state: Any, params: Any = None) -> Any:
+        shared = state._replace(count=jax.lax.pmax(state.count, MEMBER_AXIS))
+        return direction.update(updates, shared, params)
+
+    return optax.GradientTransformation(direction.init, update)
 
 
 def _fused_value(objective: Objective, args: Any) -> Any:
@@ -461,7 +493,8 @@ def loop_functions(
     ``segment(carry, x0, fresh, args, settings) -> (carry, report)`` runs up to
     ``length`` iterations; ``initial(x0, args, settings)`` is the starting carry. The
     fit jits ``segment``; `miniml.batched` jits ``jax.vmap(segment)`` to run many
-    independent problems in one loop, with ``batched=True``: the line search then
+    independent problems in one loop, with ``batched=True`` and ``axis_name=MEMBER_AXIS``
+    (the members share optax's memory index, see `_shared_memory_index`): the line search then
     makes one evaluation per round under `jax.vmap` (see `miniml.optim._lockstep`),
     members that have stopped make none, and the history keeps no iterates (the report's
     ``history.x`` is None; under `jax.vmap` a per-member row index turns every write into
