@@ -23,7 +23,8 @@ from miniml.data import as_data, describe, describe_signature, signature_of
 from miniml.errors import ConvergenceWarning, MiniMLError, NonFiniteWarning
 from miniml.history import History
 from miniml.optim import _lockstep
-from miniml.optim.lbfgs import _NONFINITE, _OUTCOMES
+from miniml.optim._lbfgs_loop import _NONFINITE
+from miniml.optim.lbfgs import _OUTCOMES
 from miniml.predict import compiled_predict
 
 if TYPE_CHECKING:

@@ -21,7 +21,8 @@ import numpy as np
 
 from miniml._batched_result import MemberRuns
 from miniml.objective import Hyper, Objective
-from miniml.optim.lbfgs import _RUNNING, LBFGS, MEMBER_AXIS, _strong, loop_functions
+from miniml.optim._lbfgs_loop import _RUNNING, MEMBER_AXIS, _strong, loop_functions
+from miniml.optim.lbfgs import LBFGS
 from miniml.optim.minibatch import (
     CHUNK_BYTES,
     MAX_CHUNK,
