@@ -121,19 +121,37 @@ def _ours(values, patience, min_delta, mode):
         state.set_iterate(np.array([float(epoch)]), lambda x: x)
         record = {"loss": value, "stage": "s", "iteration": epoch + 1}
         if stopper.on_iteration_end(state, record):
-            return epoch, int(stopper.best_buffer[0])
-    return None, None if stopper.best_buffer is None else int(stopper.best_buffer[0])
+            return epoch, _best_epoch(stopper)
+    return None, _best_epoch(stopper)
+
+
+def _best_epoch(stopper):
+    return None if stopper.best_buffer is None else int(stopper.best_buffer[0])
 
 
 @pytest.mark.parametrize("mode", ["min", "max"])
 def test_early_stopping_matches_keras_on_hand_made_sequences(mode):
     """min_delta, mode and patience as Keras counts them (values on a 1/8 grid, so the
-    comparisons with min_delta have no round-off ties)."""
+    comparisons with min_delta have no round-off ties), NaN and infinite values included:
+    never an improvement, and no stop at the first evaluation."""
     grid = np.random.default_rng(3)
-    for _ in range(300):
-        values = list(grid.integers(-8, 8, size=grid.integers(2, 10)) / 8)
+    for _ in range(400):
+        values = grid.integers(-8, 8, size=grid.integers(2, 10)) / 8
+        values[grid.random(values.size) < 0.2] = grid.choice([np.nan, np.inf, -np.inf])
+        values = values.tolist()
         patience = int(grid.integers(1, 4))
         min_delta = float(grid.choice([0.0, 0.125, 0.375]))
         assert _ours(values, patience, min_delta, mode) == _keras_stop(
             values, patience, min_delta, mode
         ), (values, patience, min_delta)
+
+
+def test_early_stopping_on_values_that_are_never_finite_says_so():
+    stopper = EarlyStopping(monitor="loss", patience=1)
+    state = FitState(None, History(), ["loss"])
+    stopper.on_fit_begin(state)
+    state.set_iterate(np.zeros(1), lambda x: x)
+    assert not stopper.on_iteration_end(state, {"loss": np.nan, "stage": "s", "iteration": 1})
+    assert stopper.on_iteration_end(state, {"loss": np.nan, "stage": "s", "iteration": 2})
+    assert "loss did not improve" in state.stop_reason
+    assert "none of its values was finite (last nan)" in state.stop_reason

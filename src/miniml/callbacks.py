@@ -185,21 +185,26 @@ class EarlyStopping(Callback):
         self.best_buffer: Any = None
         self.best_at = ""
         self.wait = 0
+        self.evaluations = 0
 
     def on_iteration_end(self, state: FitState, record: dict[str, Any]) -> bool | None:
         value = record.get(self.monitor)
         if value is None:
             return None
         score = float(value) if self.mode == "min" else -float(value)
-        if score < self.best - self.min_delta:
+        self.evaluations += 1
+        if score < self.best - self.min_delta:  # False for NaN: never an improvement
             self.best, self.best_buffer, self.wait = score, state.buffer, 0
             self.best_at = f"{record['stage']} iteration {record['iteration']}"
             return None
         self.wait += 1
-        if self.wait >= self.patience:
+        # As Keras, never at the first evaluation (only a NaN or an infinity gets here).
+        if self.wait >= self.patience and self.evaluations > 1:
+            best = (f"best {self._best_value():.6g} at {self.best_at}" if self.best_buffer
+                    is not None else f"none of its values was finite (last {value!r})")  # fmt: skip
             state.stop(
                 f"EarlyStopping: {self.monitor} did not improve by more than {self.min_delta} "
-                f"in {self.patience} evaluations; best {self._best_value():.6g} at {self.best_at}."
+                f"in {self.patience} evaluations; {best}."
             )
             return True
         return None
