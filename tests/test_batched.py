@@ -129,10 +129,55 @@ def test_converged_members_stop_and_keep_their_own_counts(ridge):
     assert len(together.loss_history[-1]) == n_slow
     slow_exact = ridge_closed_form(mixed[-1:], ys[-1:], lam[-1:])[0]
     np.testing.assert_allclose(together.x_opt[-1], slow_exact, rtol=1e-5)
-    slow_alone = miniml.fit_batched(ridge, mixed[half:], ys[half:], reg_lambda=lam[half:],
-                                    optimizer=TIGHT)  # fmt: skip
-    np.testing.assert_array_equal(together.x_opt[half:], slow_alone.x_opt)
-    np.testing.assert_array_equal(together.loss_history[-1], slow_alone.loss_history[-1])
+    # A batch of the same shape (the same groups, see GROUP_BYTES) of slow members only.
+    slow = miniml.fit_batched(ridge, np.broadcast_to(slow_X, (K, N, D)), ys, reg_lambda=lam,
+                              optimizer=TIGHT)  # fmt: skip
+    np.testing.assert_array_equal(together.x_opt[half:], slow.x_opt[half:])
+    np.testing.assert_array_equal(together.loss_history[-1], slow.loss_history[-1])
+
+
+def test_members_fitted_in_groups_equal_batches_of_each_group(ridge, monkeypatch):
+    """On a CPU a batch whose data exceeds GROUP_BYTES is fitted in groups, one after
+    the other: each group's members get exactly the run of a batch of that group alone;
+    K = 10 in 3 groups of 4 pads two copies of member 0, which are dropped."""
+    import miniml._batched_run as batched_run
+
+    X, y, lambdas = ridge_problems(8, n_members=10)
+    per_member = N * D * 8 + N * 8 + (2 * TIGHT.memory_size + 8) * D * 8
+    assert batched_run.member_groups(10, X, 0, np.zeros((10, D)), 10) == 1
+    monkeypatch.setattr(batched_run, "GROUP_BYTES", 4 * per_member)
+    assert batched_run.member_groups(10, X, 0, np.zeros((10, D)), 10) == 3
+    grouped = miniml.fit_batched(ridge, X, y, reg_lambda=lambdas, optimizer=TIGHT)
+    assert grouped.n_members == 10 and grouped.success.all()
+    np.testing.assert_allclose(grouped.x_opt, ridge_closed_form(X, y, lambdas), rtol=1e-8,
+                               atol=1e-9)  # fmt: skip
+    monkeypatch.setattr(batched_run, "GROUP_BYTES", 2**62)
+    for group in (slice(0, 4), slice(4, 8)):
+        alone = miniml.fit_batched(ridge, X[group], y[group], reg_lambda=lambdas[group],
+                                   optimizer=TIGHT)  # fmt: skip
+        np.testing.assert_array_equal(grouped.x_opt[group], alone.x_opt)
+        np.testing.assert_array_equal(grouped.n_iterations[group], alone.n_iterations)
+        np.testing.assert_array_equal(grouped.n_function_evaluations[group],
+                                      alone.n_function_evaluations)  # fmt: skip
+        for ours, theirs in zip(grouped.loss_history[group], alone.loss_history, strict=True):
+            np.testing.assert_array_equal(ours, theirs)
+
+
+def test_groups_of_members_share_the_data_they_share(ridge, monkeypatch):
+    """Boolean rows of unequal counts keep one shared data set (masked sums): in groups
+    it is passed to every group whole, and every member still fits its own rows."""
+    import miniml._batched_run as batched_run
+
+    X, y, _ = ridge_problems(9, n_members=1)
+    rng = np.random.default_rng(9)
+    rows = rng.random((6, N)) < rng.uniform(0.4, 0.9, size=(6, 1))
+    lambdas = np.logspace(-2, 1, 6)
+    monkeypatch.setattr(batched_run, "GROUP_BYTES", 1)  # one member per group
+    result = miniml.fit_batched(ridge, X[0], y[0], reg_lambda=lambdas, rows=rows,
+                                optimizer=TIGHT)  # fmt: skip
+    expected = [ridge_closed_form(X[:, r], y[:, r], [lam])[0]
+                for r, lam in zip(rows, lambdas, strict=True)]  # fmt: skip
+    np.testing.assert_allclose(result.x_opt, expected, rtol=1e-8, atol=1e-9)
 
 
 def test_batched_segments_continue_where_the_previous_one_stopped(ridge):

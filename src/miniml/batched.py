@@ -21,7 +21,10 @@ converged keeps its parameters, counters and status (the vmapped loop selects it
 state), but its objective is still evaluated at every iteration of the batch, so K
 members cost about K times one evaluation per iteration times the largest iteration
 count. Batching pays when the members are small (one evaluation does not fill the
-machine) and converge in similar numbers of iterations.
+machine) and converge in similar numbers of iterations. On a CPU, an L-BFGS batch whose
+data exceeds a few MiB runs in groups of members, one after the other, so that each
+group's data stays in the caches (`miniml._batched_run.GROUP_BYTES`); a group then runs
+until *its* slowest member stops.
 """
 
 from __future__ import annotations
@@ -42,9 +45,15 @@ from miniml._batched_inputs import (
     starts_of,
 )
 from miniml._batched_result import BatchedFitResult, MemberRuns, lbfgs_result, stochastic_result
-from miniml._batched_run import HYPER_AXES, exact_values, run_lbfgs, run_stochastic
+from miniml._batched_run import (
+    HYPER_AXES,
+    exact_values,
+    member_groups,
+    run_lbfgs,
+    run_stochastic,
+)
 from miniml.data import signature_of
-from miniml.distributed import padded_member_count, resolve_mesh, shard_members
+from miniml.distributed import pad_members, padded_member_count, resolve_mesh, shard_members
 from miniml.errors import MiniMLError
 from miniml.loss import reduction_of
 from miniml.objective import Hyper, objective_for
@@ -199,7 +208,13 @@ def fit_batched(
         )
     if not stochastic:
         assert isinstance(opt, LBFGS)
-        runs = run_lbfgs(opt, objective, x_start, data, data_axes, mode, hyper)
+        groups = 1
+        if mesh is None:
+            groups = member_groups(n_members, data, data_axes, x_start, opt.memory_size)
+            n_padded = -(-n_members // groups) * groups
+            data, x_start, hyper = pad_members((data, x_start, hyper),
+                                               (data_axes, 0, HYPER_AXES), n_padded)  # fmt: skip
+        runs = run_lbfgs(opt, objective, x_start, data, data_axes, mode, hyper, groups)
         result = lbfgs_result(runs.first(n_members), lambdas, opt)
     else:
         if mode == "masked":

@@ -173,16 +173,25 @@ def shard_members(tree: Any, axes: Any, n_padded: int, mesh: Mesh) -> Any:
     replicated = NamedSharding(mesh, PartitionSpec())
 
     def place(axis: int | None, subtree: Any) -> Any:
-        if axis is None:
-            return jax.tree.map(lambda leaf: jax.device_put(leaf, replicated), subtree)
+        sharding = replicated if axis is None else split
+        return jax.tree.map(lambda leaf: jax.device_put(leaf, sharding), subtree)
 
-        def padded(leaf: Any) -> Any:
+    padded = pad_members(tree, axes, n_padded)
+    return jax.tree.map(place, axes, padded, is_leaf=lambda node: node is None)
+
+
+def pad_members(tree: Any, axes: Any, n_padded: int) -> Any:
+    """``tree`` with each leaf that has a member axis (``axes``: 0 or None, a prefix of
+    ``tree`` as for `jax.vmap`) padded to ``n_padded`` members with copies of member 0."""
+
+    def padded(axis: int | None, subtree: Any) -> Any:
+        def pad(leaf: Any) -> Any:
             gap = n_padded - leaf.shape[0]
-            if gap:
-                xp = np if isinstance(leaf, np.ndarray) else jax.numpy
-                leaf = xp.concatenate([leaf, xp.repeat(leaf[:1], gap, axis=0)])
-            return jax.device_put(leaf, split)
+            if not gap:
+                return leaf
+            xp = np if isinstance(leaf, np.ndarray) else jax.numpy
+            return xp.concatenate([leaf, xp.repeat(leaf[:1], gap, axis=0)])
 
-        return jax.tree.map(padded, subtree)
+        return subtree if axis is None else jax.tree.map(pad, subtree)
 
-    return jax.tree.map(place, axes, tree, is_leaf=lambda node: node is None)
+    return jax.tree.map(padded, axes, tree, is_leaf=lambda node: node is None)
