@@ -259,9 +259,34 @@ def test_lockstep_evaluations_count_what_the_batch_evaluates():
     # one evaluation of member 0, that no parameter is stuck at the symmetric start.
     result = miniml.fit_batched(model, X, y, reg_lambda=lambdas, optimizer=TIGHT,
                                 x0=np.zeros(D))  # fmt: skip
-    assert result.success.all()
+    assert result.success.all() and result.groups == 1
     assert len(calls) == 8 * result.lockstep_evaluations
     assert result.lockstep_evaluations > result.n_function_evaluations.max()
+
+
+def test_lockstep_evaluations_of_a_batch_in_groups_count_each_groups_rounds(monkeypatch):
+    """In groups (here 3 groups of 3 for 8 members, the last padded with member 0) each
+    group runs its own lockstep: the forward passes are the sum over groups of 3 times
+    the group's count, and `lockstep_evaluations` is the largest."""
+    import miniml._batched_run as batched_run
+
+    calls = []
+    model = CountingRidge(calls)
+    model.bind()
+    X, y, lambdas = unequally_conditioned_ridge()
+    monkeypatch.setattr(batched_run, "GROUP_BYTES", 3 * (N * D * 8 + N * 8 + 28 * D * 8))
+    result = miniml.fit_batched(model, X, y, reg_lambda=lambdas, optimizer=TIGHT,
+                                x0=np.zeros(D))  # fmt: skip
+    assert result.success.all() and result.groups == 3
+    counts = []
+    for members in ([0, 1, 2], [3, 4, 5], [6, 7, 0]):
+        steps = [np.diff(result.evaluation_history[k], prepend=1) for k in members]
+        rounds = np.zeros(max(map(len, steps)), int)
+        for member in steps:
+            rounds[: len(member)] = np.maximum(rounds[: len(member)], member)
+        counts.append(1 + rounds.sum())
+    assert len(calls) == 3 * sum(counts)
+    assert result.lockstep_evaluations == max(counts)
 
 
 def test_an_unverified_optax_gets_optax_own_search_with_a_warning(monkeypatch):

@@ -111,6 +111,7 @@ class BatchedFitResult:
     _signature: Any = field(repr=False, default=None)
     _static: tuple = field(repr=False, default=())
     _lockstep: bool = field(repr=False, default=False)
+    _groups: int = field(repr=False, default=1)
 
     @property
     def n_members(self) -> int:
@@ -127,9 +128,12 @@ class BatchedFitResult:
         The members advance in lockstep: one evaluation at the start, then in every
         iteration one per round of the zoom line search, for as many rounds as the
         member that needs the most, so ``1 + sum_i max_k steps_k(i)``. Compare with
-        ``n_function_evaluations``, what each member needs on its own. None also when
-        the batch ran optax's own line search (see `miniml.PerformanceWarning`): its
-        rounds cost two evaluations, and stopped members search too.
+        ``n_function_evaluations``, what each member needs on its own. A batch run in
+        `groups` runs this lockstep in each group, over the group's members (the last
+        group's padding being copies of member 0); this is then the largest count of a
+        group. None also when the batch ran optax's own line search (see
+        `miniml.PerformanceWarning`): its rounds cost two evaluations, and stopped
+        members search too.
         """
         if not self._lockstep or not self.evaluation_history:
             return None
@@ -137,7 +141,18 @@ class BatchedFitResult:
         steps = np.zeros((len(self.evaluation_history), longest), int)
         for k, counts in enumerate(self.evaluation_history):
             steps[k, : len(counts)] = np.diff(counts, prepend=1)
-        return 1 + int(steps.max(axis=0).sum())
+        size = -(-len(steps) // self.groups)
+        members = np.arange(size * self.groups)
+        members[members >= len(steps)] = 0  # the padding
+        rounds = steps[members].reshape(self.groups, size, longest).max(axis=1).sum(axis=1)
+        return 1 + int(rounds.max())
+
+    @property
+    def groups(self) -> int:
+        """How many groups of members the L-BFGS batch fitted one after the other (equal
+        groups of consecutive members; 1 unless its data exceeded
+        `miniml._batched_run.GROUP_BYTES` on a CPU)."""
+        return self._groups
 
     def _index(self, i: Any, where: str) -> int:
         if isinstance(i, bool) or not isinstance(i, int | np.integer):
@@ -209,7 +224,9 @@ def _warn(success: np.ndarray, messages: list[str], category: type[Warning], wha
         )
 
 
-def lbfgs_result(runs: MemberRuns, lambdas: np.ndarray, opt: LBFGS) -> BatchedFitResult:
+def lbfgs_result(
+    runs: MemberRuns, lambdas: np.ndarray, opt: LBFGS, groups: int = 1
+) -> BatchedFitResult:
     """The result of an L-BFGS batch: the loop's own counts, statuses and messages."""
     statuses = runs.status.tolist()
     success = np.array([_OUTCOMES[s][0] for s in statuses])
@@ -224,7 +241,7 @@ def lbfgs_result(runs: MemberRuns, lambdas: np.ndarray, opt: LBFGS) -> BatchedFi
         loss_history=runs.loss, grad_norm_history=runs.grad_norm,
         evaluation_history=runs.evaluations,
         reg_lambda=np.asarray(lambdas), optimizer=opt.name,
-        _lockstep=_lockstep.lockstep_unavailable() is None,
+        _lockstep=_lockstep.lockstep_unavailable() is None, _groups=groups,
     )  # fmt: skip
 
 

@@ -215,7 +215,7 @@ def fit_batched(
             data, x_start, hyper = pad_members((data, x_start, hyper),
                                                (data_axes, 0, HYPER_AXES), n_padded)  # fmt: skip
         runs = run_lbfgs(opt, objective, x_start, data, data_axes, mode, hyper, groups)
-        result = lbfgs_result(runs.first(n_members), lambdas, opt)
+        result = lbfgs_result(runs.first(n_members), lambdas, opt, groups)
     else:
         if mode == "masked":
             raise MiniMLError(
