@@ -8,8 +8,9 @@ different data and ``reg_lambda``; objective ``||X w - y||^2 + lambda ||w||^2``)
   core; ``jax_num_cpu_devices`` is set for this process, every other system runs on
   the first device as it would without it);
 * a Python loop of ``model.fit`` (one model reused, so it compiles once), with the same
-  compiled `LBFGS` settings and with the default optimizer (SciPy L-BFGS-B at its
-  default tolerances, hence the larger error). Only ``--loop-subset`` fits
+  compiled `LBFGS` settings, with the default optimizer (SciPy L-BFGS-B at its
+  default tolerances, hence the larger error) and with SciPy L-BFGS-B at the batch's
+  tolerances (``gtol=1e-10, ftol=0``: the same accuracy). Only ``--loop-subset`` fits
   (default 50) are timed and the time is **extrapolated** linearly to K;
 * a Python loop of scikit-learn ``Ridge(alpha=lambda, fit_intercept=False)``, all K.
 
@@ -150,20 +151,21 @@ def batched_part(args: argparse.Namespace) -> list[str]:
     rows = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # SciPy may stop "ABNORMAL" at round-off level
+        tight_scipy = ScipyOptimizer(options={"gtol": 1e-10, "ftol": 0.0})
         systems = [batched, loop(LBFGS(gtol=1e-10, ftol=0.0)), loop(ScipyOptimizer()),
-                   sklearn_loop]  # fmt: skip
+                   loop(tight_scipy), sklearn_loop]  # fmt: skip
         if member_devices:
             systems.insert(1, lambda: batched(member_devices))
         per_round, outputs = _interleaved_times(systems, args.rounds)
     scale = K / subset
-    scales = [1.0, scale, scale, 1.0]  # the loops of model.fit time only `subset` fits
+    scales = [1.0, scale, scale, scale, 1.0]  # the loops of model.fit time `subset` fits
     if member_devices:
         scales.insert(1, 1.0)
     times = [statistics.median(t) * s for t, s in zip(per_round, scales, strict=True)]
-    t_batch, t_lbfgs, t_scipy, t_sk = times[0], *times[-3:]
+    t_batch, t_lbfgs, t_scipy, t_tight, t_sk = times[0], *times[-4:]
     paired = [paired_median([t * s for t in times], per_round[0])
               for times, s in zip(per_round, scales, strict=True)]  # fmt: skip
-    result, w_lbfgs, w_scipy, w_sk = outputs[0], *outputs[-3:]
+    result, w_lbfgs, w_scipy, w_tight, w_sk = outputs[0], *outputs[-4:]
 
     def error(w: np.ndarray) -> float:
         ref = exact[: len(w)]
@@ -177,6 +179,8 @@ def batched_part(args: argparse.Namespace) -> list[str]:
          f"extrapolated x{scale:g}", error(w_lbfgs)),
         (f"MiniML loop of model.fit, default SciPy ({subset} timed)", t_scipy,
          f"extrapolated x{scale:g}", error(w_scipy)),
+        (f"MiniML loop of model.fit, SciPy gtol=1e-10 ({subset} timed)", t_tight,
+         f"extrapolated x{scale:g}", error(w_tight)),
         (f"scikit-learn Ridge loop ({K} fits)", t_sk, "measured", error(w_sk)),
     ]  # fmt: skip
     rows.append(f"Part 1: {K} ridge fits, n={N}, d={D}; medians of {args.rounds} rounds")
@@ -190,8 +194,9 @@ def batched_part(args: argparse.Namespace) -> list[str]:
         "ratio to that round's batch"
     )
     if member_devices:
-        loops = zip(("LBFGS loop", "default SciPy loop", "scikit-learn loop"),
-                    times[-3:], per_round[-3:], scales[-3:], strict=True)  # fmt: skip
+        loops = zip(("LBFGS loop", "default SciPy loop", "tight SciPy loop",
+                     "scikit-learn loop"), times[-4:], per_round[-4:], scales[-4:],
+                    strict=True)  # fmt: skip
         rows.append(f"vs fit_batched(devices={member_devices}): " + ", ".join(
             f"{label} {seconds / times[1]:.1f}x (paired "
             f"{paired_median([t * s for t in round_times], per_round[1]):.1f}x)"

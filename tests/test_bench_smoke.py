@@ -131,13 +131,14 @@ def test_batched_benchmark_runs_both_parts():
     assert done.returncode == 0, done.stderr[-2000:]
     lines = done.stdout.splitlines()
     systems = [line for line in lines if line.startswith(("MiniML", "scikit-learn"))]
-    assert len(systems) == 5
+    assert len(systems) == 6
     assert systems[1].startswith("MiniML fit_batched, devices=2")
     errors = [float(line.split()[-1]) for line in systems]
     assert max(errors) < 1e-5  # every system reaches the closed-form solutions
-    assert any(line.startswith("Evaluation floor:") for line in lines)
+    assert any(line.startswith("Evaluation cost:") for line in lines)
+    assert any(line.startswith("Lockstep cost: 1 group(s)") for line in lines)
     [versus] = [line for line in lines if line.startswith("vs fit_batched(devices=2): ")]
-    assert versus.count("x (paired ") == 3
+    assert versus.count("x (paired ") == 4
     # Part 2 (its results are checked by tests/test_distributed.py): a row for 2 devices.
     [sharded] = [line.split() for line in lines if line.split()[:1] == ["2"]]
     assert sharded[3] == "30"  # iterations: P5 stops at exactly 30
