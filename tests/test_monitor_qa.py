@@ -155,3 +155,18 @@ def test_early_stopping_on_values_that_are_never_finite_says_so():
     assert stopper.on_iteration_end(state, {"loss": np.nan, "stage": "s", "iteration": 2})
     assert "loss did not improve" in state.stop_reason
     assert "none of its values was finite (last nan)" in state.stop_reason
+
+
+@pytest.mark.parametrize("mode", ["min", "max"])
+def test_early_stopping_rounds_its_min_delta_comparison_as_keras(mode):
+    """Values and min_delta on a 0.1 grid (not representable exactly), so that
+    ``value + min_delta`` and ``best - min_delta`` round differently at ties: the stop
+    epoch and the best epoch still equal the Keras transcription's."""
+    grid = np.random.default_rng(4)
+    for _ in range(400):
+        values = list(np.round(grid.integers(0, 10, size=grid.integers(2, 10)) * 0.1, 1))
+        patience = int(grid.integers(1, 4))
+        min_delta = float(grid.choice([0.1, 0.2, 0.3]))
+        assert _ours(values, patience, min_delta, mode) == _keras_stop(
+            values, patience, min_delta, mode
+        ), (values, patience, min_delta)

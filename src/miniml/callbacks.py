@@ -193,7 +193,8 @@ class EarlyStopping(Callback):
             return None
         score = float(value) if self.mode == "min" else -float(value)
         self.evaluations += 1
-        if score < self.best - self.min_delta:  # False for NaN: never an improvement
+        # Keras's comparison, rounding included: value + min_delta < best (mode "min").
+        if score + self.min_delta < self.best:  # False for NaN: never an improvement
             self.best, self.best_buffer, self.wait = score, state.buffer, 0
             self.best_at = f"{record['stage']} iteration {record['iteration']}"
             return None
