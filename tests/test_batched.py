@@ -644,14 +644,20 @@ def test_cross_validated_path_with_a_stochastic_optimizer_equals_single_fits(lin
     assert len({tuple(row) for row in cv.fits.x_opt}) == 3
 
 
+CV_REFUSAL = (
+    r"^miniml\.cross_validate_path: its 2 strengths x 2 folds = 4 members are "
+    r"fitted by one miniml\.fit_batched call, which refused them: miniml\."
+)
+
+
 @pytest.mark.parametrize(
     ("n_samples", "options", "message"),
     [
-        (8, {"epochs": 2}, "fit_batched: epochs applies to stochastic optimizers"),
+        (8, {"epochs": 2}, CV_REFUSAL + "fit_batched: epochs applies to stochastic optimizers"),
         (8, {"optimizer": Adam(lr=0.1), "batch_size": 0},
-         r"fit_batched: batch_size must be .*got 0"),
+         CV_REFUSAL + r"fit_batched: batch_size must be .*got 0"),
         (8, {"optimizer": Adam(lr=0.1), "seeds": [1, 2]},
-         r"fit_batched: .*disagree on the number of members K.*seeds: 2"),
+         CV_REFUSAL + r"fit_batched: .*disagree on the number of members K.*seeds: 2"),
         (7, {"optimizer": Adam(lr=0.1)},
          r"cross_validate_path: .*7 samples do not split into 2 folds of equal size"),
     ],
@@ -688,3 +694,13 @@ def test_batched_result_keeps_its_public_names_and_old_pickles_load():
     loaded = pickle.loads(old)
     assert type(loaded) is BatchedFitResult and loaded.messages == ["a", "b"]
     np.testing.assert_array_equal(loaded.x_opt, result.x_opt)
+
+
+def test_multi_start_says_when_fit_batched_refuses_its_starts():
+    model = LinearModel(1, 1)
+    model.bind()
+    X = np.arange(8, dtype=float)[:, None]
+    with pytest.raises(MiniMLError, match=r"^miniml\.multi_start: its starts \(one member per "
+                       r"seed\) are fitted by one miniml\.fit_batched call, which refused "
+                       r"them: miniml\.fit_batched: epochs applies"):  # fmt: skip
+        miniml.multi_start(model, X, X, seeds=3, epochs=2)

@@ -7,7 +7,8 @@ compiled run (which lasts as long as its slowest member; see `miniml.batched`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -181,11 +182,13 @@ def cross_validate_path(
     train = np.ones((n_folds, n), bool)
     for f, held_out in enumerate(folds):
         train[f, held_out] = False
-    fits = fit_batched(
-        model, X_data, y_data, reg_lambda=np.repeat(lambdas, n_folds), optimizer=optimizer,
-        rows=np.tile(train, (lambdas.size, 1)), x0=x0, seeds=seeds, epochs=epochs,
-        batch_size=batch_size, predict_kwargs=predict_kwargs, devices=devices,
-    )  # fmt: skip
+    members = f"its {lambdas.size} strengths x {n_folds} folds = {lambdas.size * n_folds} members"
+    with _refused_by_fit_batched(where, members):
+        fits = fit_batched(
+            model, X_data, y_data, reg_lambda=np.repeat(lambdas, n_folds), optimizer=optimizer,
+            rows=np.tile(train, (lambdas.size, 1)), x0=x0, seeds=seeds, epochs=epochs,
+            batch_size=batch_size, predict_kwargs=predict_kwargs, devices=devices,
+        )  # fmt: skip
     predictions = fits.predict(X_data)
     scores = np.empty((lambdas.size, n_folds))
     for i in range(lambdas.size):
@@ -227,6 +230,19 @@ class MultiStartResult:
     fits: BatchedFitResult
 
 
+@contextmanager
+def _refused_by_fit_batched(where: str, members: str) -> Iterator[None]:
+    """Say which helper called `fit_batched` when it refuses the call: its messages speak
+    of members and K, which the helper's caller never chose directly."""
+    try:
+        yield
+    except MiniMLError as error:
+        raise MiniMLError(
+            f"{where}: {members} are fitted by one miniml.fit_batched call, which refused "
+            f"them: {error}"
+        ) from error
+
+
 def multi_start(
     model: MiniMLModel,
     X: Any,
@@ -258,8 +274,9 @@ def multi_start(
         if seeds < 1:
             raise MiniMLError(f"{where}: seeds must be >= 1, got {seeds}.")
         seeds = list(range(int(seeds)))
-    fits = fit_batched(model, X, y, reg_lambda=reg_lambda, optimizer=optimizer, shared=True,
-                       seeds=seeds, **options)  # fmt: skip
+    with _refused_by_fit_batched(where, "its starts (one member per seed)"):
+        fits = fit_batched(model, X, y, reg_lambda=reg_lambda, optimizer=optimizer,
+                           shared=True, seeds=seeds, **options)  # fmt: skip
     losses = np.asarray(fits.objective_value, np.float64)
     if not np.any(np.isfinite(losses)):
         raise MiniMLError(
