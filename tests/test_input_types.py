@@ -180,3 +180,30 @@ def test_missing_values_are_refused_by_predict():
     frame.iloc[4, 1] = pd.NA
     with pytest.raises(MiniMLError, match=r"^LinearModel\.predict: X has 1 missing value"):
         model.predict(frame)
+
+
+@pytest.mark.parametrize(
+    ("name", "y_true", "y_pred"),
+    [
+        ("mean_squared_error", [1.0, 2.0, 3.0, 4.0], [1.5, 2.0, 2.0, 4.0]),
+        ("mean_absolute_error", [1.0, 2.0, 3.0, 4.0], [1.5, 2.0, 2.0, 4.0]),
+        ("r2_score", [1.0, 2.0, 3.0, 4.0], [1.5, 2.0, 2.0, 4.0]),
+        ("accuracy", [0.0, 1.0, 1.0, 0.0], [0.2, 0.9, 0.4, 0.1]),
+        ("log_loss", [0.0, 1.0, 1.0, 0.0], [0.2, 0.9, 0.4, 0.1]),
+    ],
+)
+def test_metrics_refuse_masked_entries_and_score_unmasked_arrays(name, y_true, y_pred):
+    """Called directly, a metric would score the values under a mask (jnp.asarray drops
+    it): masked entries are refused, a masked array with none scores as its data."""
+    from miniml import metrics
+
+    metric = getattr(metrics, name)
+    plain = float(metric(np.array(y_true)[:, None], np.array(y_pred)[:, None]))
+    unmasked = np.ma.masked_array(np.array(y_true)[:, None], mask=False)
+    assert float(metric(unmasked, np.array(y_pred)[:, None])) == plain
+    masked = np.ma.masked_array(np.array(y_true)[:, None], mask=[[False], [True], [False], [False]])
+    with pytest.raises(MiniMLError, match=rf"^{name}: y_true is a masked array with 1 masked "
+                       r"entry \(in 1 of 4 samples\)"):  # fmt: skip
+        metric(masked, np.array(y_pred)[:, None])
+    with pytest.raises(MiniMLError, match=rf"^{name}: y_pred is a masked array"):
+        metric(np.array(y_true)[:, None], np.ma.masked_invalid([[np.nan], [1.0], [1.0], [0.0]]))

@@ -71,11 +71,14 @@ def _unmasked(leaf: np.ma.MaskedArray, label: str, where: str) -> np.ndarray:
     return np.asarray(np.ma.getdata(leaf))
 
 
-def check_no_masked_entries(value: Any, label: str, where: str) -> None:
+def check_no_masked_entries(value: Any, label: str, where: str) -> Any:
     """Refuse a masked array with masked entries, for entry points that convert their
-    inputs themselves (the scikit-learn wrappers, whose ``validate_data`` drops masks)."""
+    inputs themselves (the scikit-learn wrappers, whose ``validate_data`` drops masks;
+    `miniml.metrics`, where ``jnp.asarray`` refuses every masked array). Returns
+    ``value``, or a masked array's data when nothing is masked."""
     if isinstance(value, np.ma.MaskedArray):
-        _unmasked(value, label, where)
+        return _unmasked(value, label, where)
+    return value
 
 
 def _from_pandas_nullable(leaf: Any, label: str, where: str) -> np.ndarray | None:
