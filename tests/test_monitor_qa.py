@@ -146,13 +146,14 @@ def test_early_stopping_matches_keras_on_hand_made_sequences(mode):
         ), (values, patience, min_delta)
 
 
-def test_early_stopping_on_values_that_are_never_finite_says_so():
+@pytest.mark.parametrize("nan", [np.nan, np.float64(np.nan), np.float32(np.nan)])
+def test_early_stopping_on_values_that_are_never_finite_says_so(nan):
     stopper = EarlyStopping(monitor="loss", patience=1)
     state = FitState(None, History(), ["loss"])
     stopper.on_fit_begin(state)
     state.set_iterate(np.zeros(1), lambda x: x)
-    assert not stopper.on_iteration_end(state, {"loss": np.nan, "stage": "s", "iteration": 1})
-    assert stopper.on_iteration_end(state, {"loss": np.nan, "stage": "s", "iteration": 2})
+    assert not stopper.on_iteration_end(state, {"loss": nan, "stage": "s", "iteration": 1})
+    assert stopper.on_iteration_end(state, {"loss": nan, "stage": "s", "iteration": 2})
     assert "loss did not improve" in state.stop_reason
     assert "none of its values was finite (last nan)" in state.stop_reason
 

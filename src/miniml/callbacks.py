@@ -201,8 +201,10 @@ class EarlyStopping(Callback):
         self.wait += 1
         # As Keras, never at the first evaluation (only a NaN or an infinity gets here).
         if self.wait >= self.patience and self.evaluations > 1:
-            best = (f"best {self._best_value():.6g} at {self.best_at}" if self.best_buffer
-                    is not None else f"none of its values was finite (last {value!r})")  # fmt: skip
+            if self.best_buffer is not None:
+                best = f"best {self._best_value():.6g} at {self.best_at}"
+            else:
+                best = f"none of its values was finite (last {float(value)})"
             state.stop(
                 f"EarlyStopping: {self.monitor} did not improve by more than {self.min_delta} "
                 f"in {self.patience} evaluations; {best}."

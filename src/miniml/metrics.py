@@ -36,7 +36,7 @@ Metric = Callable[[JXArray, JXArray], JXArray]
 def _per_sample(y_true: JXArray, y_pred: JXArray, name: str) -> tuple[JXArray, JXArray]:
     """Both as ``(n, values per sample)``, so ``(n,)`` and ``(n, 1)`` compare element by
     element instead of broadcasting to ``(n, n)``; other mismatches are errors."""
-    y_true, y_pred = _unmasked(y_true, y_pred, name)
+    y_true, y_pred = _without_masks(y_true, y_pred, name)
     y_true, y_pred = jnp.asarray(y_true), jnp.asarray(y_pred)
     if y_true.shape[:1] != y_pred.shape[:1] or y_true.size != y_pred.size:
         raise MiniMLError(
@@ -74,7 +74,7 @@ def r2_score(y_true: JXArray, y_pred: JXArray) -> JXArray:
     return jnp.mean(jnp.where(constant, jnp.where(residual == 0, 1.0, 0.0), score))
 
 
-def _unmasked(y_true: Any, y_pred: Any, name: str) -> tuple[Any, Any]:
+def _without_masks(y_true: Any, y_pred: Any, name: str) -> tuple[Any, Any]:
     # Masked arrays as fit takes them: used when nothing is masked, refused otherwise.
     return (check_no_masked_entries(y_true, "y_true", name),
             check_no_masked_entries(y_pred, "y_pred", name))  # fmt: skip
@@ -109,7 +109,7 @@ class Accuracy:
         self.name = name
 
     def __call__(self, y_true: JXArray, y_pred: JXArray) -> JXArray:
-        y_true, y_pred = _unmasked(y_true, y_pred, self.name)
+        y_true, y_pred = _without_masks(y_true, y_pred, self.name)
         predicted = _class_predictions(y_pred, self.threshold)
         labels = _class_labels(y_true, y_pred.ndim)
         return jnp.mean((predicted == labels.reshape(predicted.shape)).astype(y_pred.dtype))
@@ -130,7 +130,7 @@ class LogLoss:
         self.name = name
 
     def __call__(self, y_true: JXArray, y_pred: JXArray) -> JXArray:
-        y_true, y_pred = _unmasked(y_true, y_pred, self.name)
+        y_true, y_pred = _without_masks(y_true, y_pred, self.name)
         if not self.from_logits:  # scikit-learn clips probabilities to [eps, 1 - eps]
             eps = jnp.finfo(jnp.result_type(y_pred, jnp.float32)).eps
             y_pred = jnp.clip(y_pred, eps, 1 - eps)

@@ -296,17 +296,11 @@ _NOT_TRACEABLE = (
 def _schedule_at_step_zero(schedule: Callable[[Any], Any]) -> Any:
     """The schedule's value at step 0, traced with an int32 count as optax calls it.
 
-    `jax.jit` caches the trace by the callable, so checking a schedule again (every fit
-    and every ``step()`` checks its arguments) costs little. A callable that cannot be
-    weakly referenced (e.g. a NumPy ufunc) is wrapped, and traced again every time.
+    Runs once per schedule (`_CHECKED_SCHEDULES` remembers those that passed), except
+    for callables that cannot be weakly referenced (e.g. a NumPy ufunc): every time.
     """
-    try:
-        weakref.ref(schedule)
-        traced = jax.jit(schedule)
-    except TypeError:
-        traced = jax.jit(lambda count: schedule(count))
     with jax.ensure_compile_time_eval():  # concrete even when called inside a trace
-        return traced(jnp.zeros((), jnp.int32))
+        return jax.jit(lambda count: schedule(count))(jnp.zeros((), jnp.int32))
 
 
 # torch.optim arguments that MiniML's classes spell differently: name -> MiniML's names.
