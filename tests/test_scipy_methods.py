@@ -196,14 +196,19 @@ class _Linear32(LinearModel):
 @pytest.mark.parametrize("make_model", [lambda: TinyMLP(3, 4, 2), _Linear32], ids=["f64", "f32"])
 def test_scipy_gets_exactly_the_fused_value_and_gradient(make_model, monkeypatch):
     # SciPy's value and gradient arrive in one device-to-host copy; they must be bit for
-    # bit the objective's own value_and_grad at the point SciPy asked for.
+    # bit the objective's own value_and_grad at the point SciPy asked for. The final
+    # point goes into the model as the device array its last evaluation made, with no
+    # host-to-device copy of its own, and is SciPy's x in the model's dtype.
     import scipy.optimize
+
+    import miniml.fitting
 
     rng = np.random.default_rng(5)
     X, y = rng.normal(size=(12, 3)), rng.normal(size=(12, 2))
+    X, y = jnp.asarray(X), jnp.asarray(y)  # on the device already: no transfer of data
     model = make_model()
     model.randomize(seed=1)
-    seen = []
+    seen, results, transfers = [], [], []
     real = scipy.optimize.minimize
 
     def spy(fun, x0, **kwargs):
@@ -212,11 +217,23 @@ def test_scipy_gets_exactly_the_fused_value_and_gradient(make_model, monkeypatch
             seen.append((np.array(x), value, np.array(grad)))
             return value, grad
 
-        return real(recording, x0, **kwargs)
+        results.append(real(recording, x0, **kwargs))
+        return results[-1]
 
+    def counted_to_device(array):
+        transfers.append(np.shape(array))
+        return real_to_device(array)
+
+    real_to_device = miniml.fitting.to_device
     monkeypatch.setattr(scipy.optimize, "minimize", spy)
+    monkeypatch.setattr(miniml.fitting, "to_device", counted_to_device)
     with pytest.warns(ConvergenceWarning):  # stopped after a few iterations on purpose
         model.fit(X, y, reg_lambda=0.3, optimizer=ScipyOptimizer("L-BFGS-B", {"maxiter": 4}))
+    assert (model.size,) not in transfers  # (the first fit transfers its random key)
+    np.testing.assert_array_equal(seen[-1][0], results[0].x)  # it ended where it evaluated
+    buffer = model.get_buffer(copy=False)
+    assert buffer.dtype == model.dtype
+    np.testing.assert_array_equal(np.asarray(buffer), np.asarray(results[0].x, model.dtype))
     objective = objective_for(model, frozenset(), ())
     dtype = model.dtype
     hyper = Hyper(

@@ -399,15 +399,17 @@ class _StageRunner:
                 start += param.size
         base = None if trainable is None else buffer
 
+        problem = Problem(objective, x0, base, self.data_for(chunk), self.hyper, layout,
+                          self.n_samples, options, loss_reduction=self.reduction)  # fmt: skip
+
         def to_buffer(x: Any) -> Any:
-            if isinstance(x, jax.Array) and x.dtype == dtype and not x.committed:
-                theta = x  # a compiled optimizer's result, already on the device
-            else:
+            # A compiled optimizer's result is on the device already, and a SciPy point
+            # usually is too: the device array its last evaluation made of it.
+            theta = problem.on_device_at(x) if isinstance(x, np.ndarray) else x
+            if not (isinstance(theta, jax.Array) and theta.dtype == dtype and not theta.committed):
                 theta = to_device(np.asarray(x, dtype))
             return theta if trainable is None else buffer.at[trainable].set(theta)
 
-        problem = Problem(objective, x0, base, self.data_for(chunk), self.hyper, layout,
-                          self.n_samples, options, loss_reduction=self.reduction)  # fmt: skip
         problem.monitor, problem.model = monitor, model
         monitor.begin_stage(label, to_buffer, self.hyper)
         try:

@@ -173,7 +173,9 @@ class LBFGS(MiniMLOptimizer):
         while True:
             # One dispatch and one device-to-host transfer per segment.
             carry, packed, x_device = segment(carry, x0, np.bool_(fresh), problem.args, settings)
-            integers, values = jax.device_get(packed)
+            # np.asarray, not jax.device_get: on a CPU it shares the device buffers,
+            # where device_get first copies them (0.1-0.15 ms of a 1.5 ms P2 fit).
+            integers, values = (np.asarray(vector) for vector in packed)
             report = _unpack_report(integers, values, x0.shape, length)
             fresh = False
             stopped_at = _replay(problem, report.history, reported)
