@@ -194,6 +194,11 @@ class FitMonitor:
         self.stage_counts = (0, 0)
         self.ended_stage: tuple[str, int, int, int] | None = None
 
+    @property
+    def wants_iterates(self) -> bool:
+        """Whether anything reads each iteration's parameters: callbacks or validation."""
+        return bool(self.callbacks) or self.validator is not None
+
     def begin(self) -> None:
         for callback in self.callbacks:
             callback.on_fit_begin(self.state)
@@ -222,7 +227,8 @@ class FitMonitor:
         counts: tuple[int, int, int],
     ) -> bool:
         self.iteration += 1
-        self.state.set_iterate(x, self.to_buffer)
+        if x is not None:  # None: an iterate nothing reads (see `wants_iterates`)
+            self.state.set_iterate(x, self.to_buffer)
         self.stage_counts = (counts[1] or counts[0], counts[2])
         record: dict[str, Any] = {
             "stage": self.state.stage,

@@ -250,6 +250,58 @@ def test_callback_stops_at_the_iteration_it_saw(mlp):
     assert result.loss == result.history.column("loss")[-1]
 
 
+def test_iterates_are_kept_only_for_callbacks_and_validation(mlp, monkeypatch):
+    # Writing every iterate into the history buffer cost ~25 % of P4a's fit, so a fit
+    # that reads none (no callback, no validation) runs the loop without that buffer.
+    # Its records and result must be those of the loop that keeps them, and an interrupt
+    # must still leave the last recorded iterate (the last one of a segment) in the model.
+    import miniml.optim.lbfgs as lbfgs_module
+    from miniml.optim.base import Problem
+
+    kept = []
+    compiled_loop = lbfgs_module._compiled_loop
+
+    def spy(problem, memory_size, length, keep_iterates):
+        kept.append(keep_iterates)
+        return compiled_loop(problem, memory_size, length, keep_iterates)
+
+    monkeypatch.setattr(lbfgs_module, "_compiled_loop", spy)
+    X, y = _mlp_data(7)
+    optimizer = LBFGS(gtol=1e-8, ftol=0.0, segment_length=3)
+    seen = {}
+
+    def remember(state, record):
+        seen[record["iteration"]] = np.asarray(state.buffer).copy()
+
+    runs = []
+    for callbacks in (None, [LambdaCallback(on_iteration_end=remember)]):
+        mlp.randomize(seed=5)
+        result = mlp.fit(X, y, reg_lambda=0.05, optimizer=optimizer, callbacks=callbacks)
+        runs.append((np.asarray(mlp.get_buffer()), result))
+    assert kept == [False, True]
+    (plain, bare), (observed, watched) = runs
+    assert bare.success and bare.n_iterations > 6
+    np.testing.assert_array_equal(plain, observed)
+    for column in ("loss", "grad", "fg_evals"):
+        assert bare.history.column(column) == watched.history.column(column)
+
+    report_iteration = Problem.report_iteration
+
+    def interrupt_at_five(self, **record):
+        if record["n_iterations"] == 5:
+            raise KeyboardInterrupt
+        return report_iteration(self, **record)
+
+    monkeypatch.setattr(Problem, "report_iteration", interrupt_at_five)
+    mlp.randomize(seed=5)
+    with pytest.warns(UserWarning, match="interrupted by KeyboardInterrupt"):
+        interrupted = mlp.fit(X, y, reg_lambda=0.05, optimizer=optimizer)
+    assert kept[-1] is False and interrupted.interrupted and len(interrupted.history) == 4
+    # Iterations 4 and 5 are rows 1 and 2 of the second segment: the model keeps the
+    # last iterate known, the first segment's last (iteration 3).
+    np.testing.assert_array_equal(np.asarray(mlp.get_buffer()), seen[3])
+
+
 def test_objective_non_finite_along_the_search_keeps_last_finite_iterate(walled):
     model = walled
     model.bind()

@@ -147,7 +147,8 @@ class Problem:
         accepted point ``x`` and its objective ``fun``. The fit records history, runs
         validation and callbacks here. Returns True when the fit must stop (a callback
         or early stopping asked for it); the optimizer then returns at once with
-        ``x`` as its result.
+        ``x`` as its result. ``x`` may be None where `wants_iterates` is False, except
+        at the last iteration an optimizer reports.
         """
         if self.monitor is None:
             return False
@@ -162,6 +163,13 @@ class Problem:
                 counts=(self.n_fun, self.n_grad, self.n_hessp + self.n_hess),
             )
         )
+
+    @property
+    def wants_iterates(self) -> bool:
+        """Whether the fit reads the iterate of every reported iteration (callbacks and
+        validation do). When it does not, an optimizer may report ``x=None`` for all but
+        the last iteration of a run (the compiled `LBFGS` then keeps no iterate history)."""
+        return self.monitor is not None and self.monitor.wants_iterates
 
     def _theta(self, x: np.ndarray) -> Any:
         return jnp.asarray(x, self.dtype)

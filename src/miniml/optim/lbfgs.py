@@ -23,9 +23,10 @@ iterations; or ``maxfun`` value-and-gradient evaluations.
 
 Segments and callbacks: the loop runs on the device in segments of
 ``segment_length`` iterations (one `jax.lax.while_loop` each). Every segment writes
-the objective, the gradient norm, the evaluation count and the iterate of each
-iteration into fixed-size device buffers; the host then replays them to the fit's
-history, validation and callbacks, one `Problem.report_iteration` call per iteration.
+the objective, the gradient norm and the evaluation count of each iteration into
+fixed-size device buffers, and the iterate too when a callback or validation will read
+it (`Problem.wants_iterates`); the host then replays them to the fit's history,
+validation and callbacks, one `Problem.report_iteration` call per iteration.
 A callback that asks to stop (e.g. `EarlyStopping`) ends the fit at the iteration it
 saw, but the device may already have computed the rest of that segment.
 """
@@ -51,7 +52,6 @@ from miniml.optim._lbfgs_loop import (
     _NONFINITE,
     _RUNNING,
     _compiled_loop,
-    _History,
     _Report,
     _Settings,
     _unpack_report,
@@ -167,7 +167,9 @@ class LBFGS(MiniMLOptimizer):
             )
         length = self.segment_length or min(128, max(1, _HISTORY_BUDGET // max(problem.size, 1)))
         x0 = np.asarray(problem.x0, dtype)
-        segment, template = _compiled_loop(problem, self.memory_size, length)
+        # The iterate of every iteration only when a callback or validation reads it.
+        keep_iterates = problem.wants_iterates
+        segment, template = _compiled_loop(problem, self.memory_size, length, keep_iterates)
         settings = self.settings(dtype)
         carry, fresh, reported = template, True, 0
         while True:
@@ -176,9 +178,9 @@ class LBFGS(MiniMLOptimizer):
             # np.asarray, not jax.device_get: on a CPU it shares the device buffers,
             # where device_get first copies them (0.1-0.15 ms of a 1.5 ms P2 fit).
             integers, values = (np.asarray(vector) for vector in packed)
-            report = _unpack_report(integers, values, x0.shape, length)
+            report = _unpack_report(integers, values, x0.shape, length, keep_iterates)
             fresh = False
-            stopped_at = _replay(problem, report.history, reported)
+            stopped_at = _replay(problem, report, reported)
             if stopped_at is not None:
                 x, fun, evaluations, iteration = stopped_at
                 problem.n_fun = problem.n_grad = evaluations
@@ -239,24 +241,31 @@ def _tolerance(value: Any, name: str) -> float:
     return number
 
 
-def _replay(problem: Problem, history: _History, first: int) -> tuple[Any, float, int, int] | None:
+def _replay(problem: Problem, report: _Report, first: int) -> tuple[Any, float, int, int] | None:
     """Report a segment's iterations; ``(x, f, evaluations, iteration)`` if told to stop.
 
-    ``first`` is the number of iterations reported by earlier segments.
+    ``first`` is the number of iterations reported by earlier segments. A segment that
+    kept no iterates reports ``x=None`` for all rows but the last, whose iterate is the
+    segment's final ``x`` (a rejected step ends the loop and leaves ``x`` as it was);
+    only a callback can stop the fit, and with callbacks the iterates are kept.
     """
-    for row in range(int(history.n_rows)):
+    history = report.history
+    rows = int(history.n_rows)
+    for row in range(rows):
         evaluations = int(history.n_evaluations[row])
         problem.n_fun = problem.n_grad = evaluations
         fun = float(history.value[row])
         iteration = first + row + 1
+        last = row == rows - 1
+        x = history.x[row] if history.x is not None else (report.x if last else None)
         stop = problem.report_iteration(
-            x=history.x[row],
+            x=x,
             fun=fun,
             grad_norm=float(history.grad_norm[row]),
             n_iterations=iteration,
         )
         if stop:
-            return np.array(history.x[row]), fun, evaluations, iteration
+            return np.array(x), fun, evaluations, iteration
     return None
 
 
