@@ -93,6 +93,18 @@ def test_masked_entries_are_refused_by_predict_and_validation_data():
         model.fit(X, Y, validation_data=(_masked(X, [(3, 2)]), Y))
 
 
+def test_lists_of_masked_rows_keep_their_masks():
+    # np.asarray of a list of masked arrays drops the masks and would fit on the hidden
+    # 1e6; the list is refused like the masked array it stacks to, or fits as its data.
+    rows = list(_masked(X, [(3, 1), (9, 0)]))
+    with pytest.raises(MiniMLError, match=r"^LinearModel\.fit: X is a masked array with 2 masked"):
+        _fit_linear(rows, Y)
+    with pytest.raises(MiniMLError, match=r"^LinearModel\.fit: y is a masked array with 1 masked"):
+        _fit_linear(X, [float(v) for v in Y[:-1, 0]] + [np.ma.masked])
+    model = _fit_linear([np.ma.masked_array(row) for row in X], Y)
+    _assert_least_squares(model, X, Y)
+
+
 def test_masked_entries_in_structured_inputs_name_the_leaf():
     model = _TwoInputs()
     model.bind()

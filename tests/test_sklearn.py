@@ -437,6 +437,9 @@ def test_masked_entries_are_refused_not_dropped(estimator, masked):
             estimator().fit(X, y_masked)
         else:
             fitted.predict(X_masked)
+    if masked == "X":  # rows given as masked arrays: np.asarray would drop their masks
+        with pytest.raises(MiniMLError, match=message):
+            estimator().fit(list(X_masked), y)
     no_mask = np.ma.masked_array(X, mask=False)
     np.testing.assert_array_equal(fitted.predict(no_mask), fitted.predict(X))
 

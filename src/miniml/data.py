@@ -11,6 +11,7 @@ has no missing values (``pd.NA``); otherwise the error says how many and how to 
 from __future__ import annotations
 
 import sys
+import warnings
 import weakref
 from typing import Any
 
@@ -36,6 +37,9 @@ def _leaf_to_array(leaf: Any, label: str, where: str) -> np.ndarray | jax.Array:
         return leaf
     if isinstance(leaf, np.ma.MaskedArray):
         return _unmasked(leaf, label, where)
+    stacked = _stacked_masked_list(leaf)
+    if stacked is not None:
+        return _unmasked(stacked, label, where)
     from_pandas = _from_pandas_nullable(leaf, label, where)
     if from_pandas is not None:
         return from_pandas
@@ -47,6 +51,20 @@ def _leaf_to_array(leaf: Any, label: str, where: str) -> np.ndarray | jax.Array:
             "lists are not arrays: pad them to a common length or pass a tuple of arrays."
         ) from err
     return array
+
+
+def _stacked_masked_list(value: Any) -> np.ma.MaskedArray | None:
+    """A list holding masked arrays (e.g. rows) or ``np.ma.masked`` entries as one
+    masked array; None for anything else.
+
+    ``np.asarray`` would drop their masks; ``np.ma.asarray`` keeps them (and warns that
+    it stores NaN under an ``np.ma.masked`` entry, which `_unmasked` refuses anyway).
+    """
+    if not (isinstance(value, list) and any(isinstance(v, np.ma.MaskedArray) for v in value)):
+        return None
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Warning: converting a masked element to nan")
+        return np.ma.asarray(value)
 
 
 def _unmasked(leaf: np.ma.MaskedArray, label: str, where: str) -> np.ndarray:
@@ -74,11 +92,12 @@ def _unmasked(leaf: np.ma.MaskedArray, label: str, where: str) -> np.ndarray:
 def check_no_masked_entries(value: Any, label: str, where: str) -> Any:
     """Refuse a masked array with masked entries, for entry points that convert their
     inputs themselves (the scikit-learn wrappers, whose ``validate_data`` drops masks;
-    `miniml.metrics`, where ``jnp.asarray`` refuses every masked array). Returns
-    ``value``, or a masked array's data when nothing is masked."""
+    `miniml.metrics`, where ``jnp.asarray`` refuses every masked array), also in a
+    list of masked rows. Returns ``value``, or the data when nothing is masked."""
     if isinstance(value, np.ma.MaskedArray):
         return _unmasked(value, label, where)
-    return value
+    stacked = _stacked_masked_list(value)
+    return value if stacked is None else _unmasked(stacked, label, where)
 
 
 def _from_pandas_nullable(leaf: Any, label: str, where: str) -> np.ndarray | None:
