@@ -251,7 +251,7 @@ def test_callback_stops_at_the_iteration_it_saw(mlp):
 
 
 def test_iterates_are_kept_only_for_callbacks_and_validation(mlp, monkeypatch):
-    # Writing every iterate into the history buffer cost ~25 % of P4a's fit, so a fit
+    # Writing every iterate into the history buffer cost about 20 % of P4a's fit, so a fit
     # that reads none (no callback, no validation) runs the loop without that buffer.
     # Its records and result must be those of the loop that keeps them, and an interrupt
     # must still leave the last recorded iterate (the last one of a segment) in the model.

@@ -266,7 +266,7 @@ def loop_functions(
 
     With ``keep_iterates=False`` the history keeps no iterates either: a single fit
     asks for them only when a callback or validation reads them, since the (length,
-    size) buffer costs ~10 % of a 500-iteration fit of P4a's network.
+    size) buffer cost about 20 % of a 500-iteration fit of P4a's network.
     """
     iterates = keep_iterates and not batched
 
