@@ -297,8 +297,8 @@ def test_iterates_are_kept_only_for_callbacks_and_validation(mlp, monkeypatch):
     with pytest.warns(UserWarning, match="interrupted by KeyboardInterrupt"):
         interrupted = mlp.fit(X, y, reg_lambda=0.05, optimizer=optimizer)
     assert kept[-1] is False and interrupted.interrupted and len(interrupted.history) == 4
-    # Iterations 4 and 5 are rows 1 and 2 of the second segment: the model keeps the
-    # last iterate known, the first segment's last (iteration 3).
+    # Segments of 3: iteration 4 is the second segment's first row, reported without
+    # its iterate, so the interrupt at 5 leaves the last iterate known (iteration 3).
     np.testing.assert_array_equal(np.asarray(mlp.get_buffer()), seen[3])
 
 
