@@ -105,16 +105,16 @@ def test_chunked_newton_cg_uses_chunked_hessian_vector_products():
 
 def _chunks_used(monkeypatch, **fit_options):
     """The chunk size each stage's objective was built with."""
-    import miniml.fitting
+    import miniml._stage_runner
 
     seen = []
-    original = miniml.fitting.objective_for
+    original = miniml._stage_runner.objective_for
 
     def recording(model, frozen, static, chunk=None):
         seen.append(chunk)
         return original(model, frozen, static, chunk)
 
-    monkeypatch.setattr(miniml.fitting, "objective_for", recording)
+    monkeypatch.setattr(miniml._stage_runner, "objective_for", recording)
     X = rng.normal(size=(200, 3))
     y = X @ np.array([[1.0], [-1.0], [2.0]])
     model = LinearModel(3, 1)

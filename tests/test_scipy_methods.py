@@ -201,6 +201,7 @@ def test_scipy_gets_exactly_the_fused_value_and_gradient(make_model, monkeypatch
     # host-to-device copy of its own, and is SciPy's x in the model's dtype.
     import scipy.optimize
 
+    import miniml._stage_runner
     import miniml.fitting
 
     rng = np.random.default_rng(5)
@@ -226,7 +227,8 @@ def test_scipy_gets_exactly_the_fused_value_and_gradient(make_model, monkeypatch
 
     real_to_device = miniml.fitting.to_device
     monkeypatch.setattr(scipy.optimize, "minimize", spy)
-    monkeypatch.setattr(miniml.fitting, "to_device", counted_to_device)
+    for module in (miniml.fitting, miniml._stage_runner):  # fit's set-up and write-back
+        monkeypatch.setattr(module, "to_device", counted_to_device)
     with pytest.warns(ConvergenceWarning):  # stopped after a few iterations on purpose
         model.fit(X, y, reg_lambda=0.3, optimizer=ScipyOptimizer("L-BFGS-B", {"maxiter": 4}))
     assert (model.size,) not in transfers  # (the first fit transfers its random key)
