@@ -3,15 +3,17 @@
 ``python -m bench.cold CASE`` imports the case's libraries, builds P1's data, fits
 once (compiling everything) and once more, and prints JSON: ``import_s`` (the
 libraries), ``first_fit_s`` (the cold fit, compilation included) and
-``second_fit_s``. `cold_rows` runs each case in its own process; for MiniML it also
-runs a pair of processes that share a fresh persistent compilation cache
-(``MINIML_COMPILATION_CACHE``) and reports the second one, when MiniML has that cache.
+``second_fit_s``. `cold_rows` runs each case in fresh processes (three by default) and
+reports the medians; for MiniML it also runs pairs of processes that share a fresh
+persistent compilation cache (``MINIML_COMPILATION_CACHE``) and reports the second of
+each pair, when MiniML has that cache.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -82,23 +84,44 @@ def _run(case: str, tiny: bool, env: dict[str, str]) -> dict[str, Any]:
     return json.loads(done.stdout)
 
 
-def cold_rows(tiny: bool, pause: float) -> list[tuple[str, dict[str, Any]]]:
-    """``(label, figures)`` for every case, each from a fresh process."""
+def cold_rows(tiny: bool, pause: float, repeats: int = 3) -> list[tuple[str, dict[str, Any]]]:
+    """``(label, figures)`` for every case: the medians over ``repeats`` fresh processes.
+
+    The cases take turns (one process of each per round), so that a slow moment of the
+    shared machine touches one process of several cases rather than every process of
+    one; ``first_fit_runs`` keeps each process's first fit.
+    """
     env = {k: v for k, v in os.environ.items() if k != "MINIML_COMPILATION_CACHE"}
-    rows = []
-    for case in CASES:
-        time.sleep(pause)
-        rows.append((case, _run(case, tiny, env)))
     import miniml
 
-    if hasattr(miniml, "enable_compilation_cache"):
-        for case in CASES[:2]:
+    cached_cases = CASES[:2] if hasattr(miniml, "enable_compilation_cache") else ()
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for _ in range(repeats):
+        for case in CASES:
+            time.sleep(pause)
+            runs.setdefault(case, []).append(_run(case, tiny, env))
+        for case in cached_cases:
             with tempfile.TemporaryDirectory(prefix="miniml-bench-xla-") as cache:
                 cached = dict(env, MINIML_COMPILATION_CACHE=cache)
                 _run(case, tiny, cached)  # fills the cache
                 time.sleep(pause)
-                rows.append((f"{case}, 2nd process (disk cache)", _run(case, tiny, cached)))
-    return rows
+                label = f"{case}, 2nd process (disk cache)"
+                runs.setdefault(label, []).append(_run(case, tiny, cached))
+    return [(label, _medians(figures)) for label, figures in runs.items()]
+
+
+def _medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The median of each figure over the processes that ran; the first error if none did."""
+    ok = [run for run in runs if "error" not in run]
+    if not ok:
+        return runs[0]
+    figures: dict[str, Any] = {
+        key: statistics.median(run[key] for run in ok)
+        for key in ("import_s", "first_fit_s", "second_fit_s")
+    }
+    figures["first_fit_runs"] = [run["first_fit_s"] for run in ok]
+    figures["failed_runs"] = len(runs) - len(ok)
+    return figures
 
 
 if __name__ == "__main__":

@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> None:
     ]
     if cold:
         out += [
-            "Cold start (P1, fresh process; compile included in the first fit):",
+            "Cold start (P1, medians of fresh processes; compile included in the first fit):",
             *report.cold_table(cold),
             "",
         ]

@@ -103,6 +103,34 @@ def test_cold_start_case_reports_figures():
     assert set(figures) == {"import_s", "first_fit_s", "second_fit_s"}
 
 
+def test_cold_rows_report_medians_of_fresh_processes_taking_turns(monkeypatch):
+    import bench.cold
+    from bench.report import cold_table
+
+    calls = []
+    first_fits = iter([0.9, 0.2, 0.3] * 20)
+
+    def scripted_run(case, tiny, env):
+        calls.append((case, "MINIML_COMPILATION_CACHE" in env))
+        if case == "scipy + numpy" and len(calls) < 8:
+            return {"error": "RuntimeError: boom"}
+        return {"import_s": len(calls), "first_fit_s": next(first_fits), "second_fit_s": 0.001}
+
+    monkeypatch.setattr(bench.cold, "_run", scripted_run)
+    rows = dict(bench.cold.cold_rows(tiny=True, pause=0.0, repeats=3))
+    uncached = [case for case, cached in calls if not cached]
+    assert uncached[:5] == list(bench.cold.CASES)  # one process of each case per round
+    assert len(uncached) == 3 * len(bench.cold.CASES)
+    scipy_path = rows["MiniML ScipyOptimizer"]
+    runs = scipy_path["first_fit_runs"]
+    assert len(runs) == 3 and scipy_path["first_fit_s"] == sorted(runs)[1]
+    assert rows["scipy + numpy"]["failed_runs"] == 1  # the first round's process failed
+    assert len(rows["scipy + numpy"]["first_fit_runs"]) == 2
+    assert len(rows["MiniML LBFGS (compiled), 2nd process (disk cache)"]["first_fit_runs"]) == 3
+    table = "\n".join(cold_table(list(rows.items())))
+    assert "(1 failed)" in table
+
+
 def test_dispatch_comparison_runs_both_settings():
     done = _run(
         *[
