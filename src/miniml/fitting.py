@@ -1,6 +1,7 @@
-"""The `fit` driver: validate, build the cached objective, run the optimizer, write back.
+"""The `fit` driver: validate the inputs, run the optimizer stages, assemble the result.
 
-It owns the steps around an optimizer; the model owns structure and the forward pass,
+It owns the steps around the optimizers; each stage's `Problem` and write-back are a
+`miniml._stage_runner.StageRunner`'s, the model owns structure and the forward pass,
 and optimizers see only a `Problem`.
 """
 
@@ -28,20 +29,13 @@ from miniml._fit_checks import (
 )
 from miniml._stage_runner import StageRunner
 from miniml.data import as_data, signature_of, to_device
-from miniml.distributed import (
-    check_equal_local_samples,
-    check_shardable_samples,
-    resolve_mesh,
-)
+from miniml.distributed import check_equal_local_samples, check_shardable_samples, resolve_mesh
 from miniml.errors import MiniMLError
 from miniml.loss import reduction_of
 from miniml.metrics import resolve_metrics
 from miniml.monitor import FitMonitor, Validator, check_validation_freq
 from miniml.objective import Hyper
-from miniml.optim.base import (
-    FitResult,
-    OptimizerResult,
-)
+from miniml.optim.base import FitResult, OptimizerResult
 from miniml.predict import split_kwargs
 
 if TYPE_CHECKING:
@@ -243,7 +237,7 @@ def fit_model(
         reduction_of(model.loss_function, where)  # sharded evaluation needs the reduction
         check_equal_local_samples(n_x, where)
     run = StageRunner(model, static, (X_data, y_data), hyper, n_x,
-                       reduction if reduction in ("sum", "mean") else None, mesh)  # fmt: skip
+                      reduction if reduction in ("sum", "mean") else None, mesh)  # fmt: skip
     monitor = FitMonitor(model, callback_list, validator, freq, verbose)
     results: list[tuple[str, OptimizerResult]] = []
     interrupted = False
