@@ -9,8 +9,10 @@ from typing import Any
 from bench.timing import Measurement, paired_median
 
 __all__ = [
+    "BACK_TO_BACK_SYSTEMS",
     "MINIML_ROWS",
     "PEERS",
+    "back_to_back_table",
     "cold_table",
     "paired_ratio",
     "ratio_table",
@@ -39,6 +41,12 @@ SHORT = {
     "MiniML ScipyOptimizer": "MiniML scipy path",
     "MiniML LBFGS (compiled)": "MiniML compiled LBFGS",
 }
+
+
+TARGET_PEERS = {MINIML_ROWS[0]: "scipy + jax.jit", MINIML_ROWS[1]: "optax loop (1 jit)"}
+"""Each MiniML path's peer in the speed targets."""
+BACK_TO_BACK_SYSTEMS = (*MINIML_ROWS, *TARGET_PEERS.values())
+"""The systems `bench.run` times a second time without a pause."""
 
 
 def _fmt_time(seconds: float | None) -> str:
@@ -247,4 +255,34 @@ def cold_table(cold: list[tuple[str, dict[str, Any]]]) -> list[str]:
     return _table(
         ["P1 in a fresh process", "import", "first fit", "second fit", "first fit, each process"],
         rows,
+    )
+
+
+def back_to_back_table(
+    paused: dict[str, list[Measurement]], back_to_back: dict[str, list[Measurement]]
+) -> list[str]:
+    """Each MiniML path against its target peer, timed with the pause and back to back:
+    medians and ratios (paired ratios in parentheses); pairs not timed are left out."""
+    rows = []
+    for problem, measurements in back_to_back.items():
+        for mine, peer in TARGET_PEERS.items():
+            both = (paused, {problem: measurements})
+            if all(problem not in r or _ratio(r, problem, mine, peer) is None for r in both):
+                continue
+            cells = []
+            for results in both:
+                if problem not in results:
+                    cells += ["-", "-"]
+                    continue
+                ratio = _ratio(results, problem, mine, peer)
+                paired = paired_ratio(results, problem, mine, peer)
+                also = "" if paired is None else f" ({paired:.2f}x)"
+                cells += [
+                    f"{_fmt_time(_median(results[problem], mine))} / "
+                    f"{_fmt_time(_median(results[problem], peer))}",
+                    "-" if ratio is None else f"{ratio:.2f}x{also}",
+                ]
+            rows.append([problem, f"{SHORT[mine]} / {SHORT[peer]}", *cells])
+    return _table(
+        ["problem", "MiniML / peer", "with pause", "ratio", "back to back", "ratio"], rows
     )

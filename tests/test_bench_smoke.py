@@ -45,6 +45,8 @@ def test_suite_runs_on_a_tiny_problem(tmp_path):
         "1",
         "--pause",
         "0",
+        "--back-to-back",
+        "P5-1e4",
         "--json",
         str(results),
     )
@@ -53,7 +55,17 @@ def test_suite_runs_on_a_tiny_problem(tmp_path):
     for heading in ("Warm fits", "Ratios MiniML / peer", "Targets:", "versions: ", "threads"):
         assert heading in out
     assert "compiled LBFGS <= 1.1x optax loop: P5-1e4" in out and "x (paired " in out
-    warm = json.loads(results.read_text())["warm"]
+    assert "The same ratios back to back" in out
+    assert "MiniML compiled LBFGS / optax" in out.split("back to back (no pause")[1]
+    payload = json.loads(results.read_text())
+    timed_again = {row["system"] for row in payload["back_to_back"] if row["times"]}
+    assert timed_again == {
+        "MiniML ScipyOptimizer",
+        "MiniML LBFGS (compiled)",
+        "scipy + jax.jit",
+        "optax loop (1 jit)",
+    }
+    warm = payload["warm"]
     systems = {(row["problem"], row["system"]) for row in warm if row["times"]}
     expected = {
         "MiniML ScipyOptimizer",
@@ -94,6 +106,30 @@ def test_paired_ratio_is_the_median_of_same_round_ratios():
     assert paired_ratio(results, "P1", mine.system, optax.system) == pytest.approx(1.5)
     assert paired_ratio(results, "P1", mine.system, short.system) is None  # unequal rounds
     assert paired_ratio(results, "P1", mine.system, peer.system) is None  # own process
+
+
+def test_back_to_back_table_sets_both_protocols_side_by_side():
+    from bench.report import back_to_back_table
+    from bench.timing import Measurement
+
+    def pair(mine_times, optax_times):
+        return [
+            Measurement("MiniML LBFGS (compiled)", "P2", times=mine_times),
+            Measurement("optax loop (1 jit)", "P2", times=optax_times),
+        ]
+
+    paused = {"P2": pair([0.003, 0.002, 0.004], [0.002, 0.001, 0.002])}
+    back = {"P2": pair([0.0011, 0.0012, 0.0013], [0.001, 0.001, 0.001])}
+    lines = back_to_back_table(paused, back)
+    row = next(line for line in lines if "compiled LBFGS / optax" in line)
+    cells = row.split()
+    # Paused: medians 3 ms / 2 ms = 1.50x; same-round ratios 1.5, 2, 2 -> 2.00x.
+    # Back to back: 1.2 ms / 1.0 ms = 1.20x; same-round ratios 1.1, 1.2, 1.3 -> 1.20x.
+    assert cells[cells.index("optax") + 1 :] == [
+        "3.00", "ms", "/", "2.00", "ms", "1.50x", "(2.00x)",
+        "1.20", "ms", "/", "1.00", "ms", "1.20x", "(1.20x)",
+    ]  # fmt: skip
+    assert not [line for line in lines if "scipy path" in line]  # not timed: no row
 
 
 def test_cold_start_case_reports_figures():
