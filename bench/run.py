@@ -9,15 +9,15 @@ and the ratios MiniML / peer. See `bench.timing` for the protocol.
 
 Options: ``--quick`` (fewer rounds, no n = 1e6), ``--tiny`` (toy sizes, for the smoke
 test), ``--problems P1,P3``, ``--threads N`` (BLAS/OpenMP/torch threads, and XLA's when
-N = 1; default: all cores), ``--no-peer``, ``--no-cold``, ``--no-p4b``, ``--json PATH``,
+N = 1; default: all cores), ``--no-peer``, ``--no-cold``, ``--no-p4b``, ``--no-gemv``
+(`bench.xla_gemv`, XLA's least-squares gradient at the P5 sizes run), ``--json PATH``,
 ``--back-to-back P1,P2`` (problems timed a second time without the pause, see below).
 
 The verdicts use the protocol of `bench.timing`, with a pause before every fit. On the
 millisecond problems (P1, P2) a MiniML fit's fixed host-side work (input checks,
-history, result) is a large share of the time, and it runs slower after the pause,
-when its code and data have left the CPU caches; so those problems are timed a second
-time back to back (the four systems of the two targets, still alternating), and both
-ratios are printed.
+history, result) is a large share of the time, and after a pause it runs with cold CPU
+caches; so those problems are also timed back to back (the four systems of the two
+targets, still alternating), to show how much of each ratio depends on the pause.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-peer", action="store_true", help="skip miniml-jax")
     parser.add_argument("--no-cold", action="store_true", help="skip fresh-process runs")
     parser.add_argument("--no-p4b", action="store_true", help="skip bench/p4b_adam.py")
+    parser.add_argument("--no-gemv", action="store_true", help="skip bench/xla_gemv.py")
     parser.add_argument("--json", default=None, help="also write the results here")
     parser.add_argument(
         "--back-to-back",
@@ -182,6 +183,7 @@ def main(argv: list[str] | None = None) -> None:
             )
             cold.append(("miniml-jax 0.11.0", data if data else {"error": error}))
     p4b_lines = _p4b(args, log)
+    gemv_lines = _xla_gemv(args, log, list(results))
 
     out = [f"MiniML benchmark suite ({'quick' if args.quick else 'full'} run)", *facts, ""]
     out += ["Warm fits (median of the counted fits):", *report.warm_table(results), ""]
@@ -205,6 +207,13 @@ def main(argv: list[str] | None = None) -> None:
         ]
     if p4b_lines:
         out += ["P4b (bench/p4b_adam.py, mini-batch Adam):", *p4b_lines, ""]
+    if gemv_lines:
+        out += [
+            "Least-squares value and gradient, numpy and XLA (bench/xla_gemv.py; the floor "
+            "is numpy's):",
+            *gemv_lines,
+            "",
+        ]
     out += [
         "Notes:",
         *notes,
@@ -226,15 +235,25 @@ def _p4b(args: argparse.Namespace, log: Any) -> list[str]:
         return []
     log("P4b: bench/p4b_adam.py")
     repeats = "5" if args.quick else "15"
+    return _output_lines([sys.executable, str(script), "--repeats", repeats], timeout=900)
+
+
+def _xla_gemv(args: argparse.Namespace, log: Any, problems: list[str]) -> list[str]:
+    sizes = [p.removeprefix("P5-") for p in problems if p in ("P5-1e5", "P5-1e6")]
+    if args.no_gemv or args.tiny or not sizes:
+        return []
+    log("XLA's gradient kernel: bench/xla_gemv.py")
+    command = [sys.executable, "-m", "bench.xla_gemv", "--sizes", ",".join(sizes)]
+    return _output_lines([*command, "--threads", str(args.threads)], timeout=600)
+
+
+def _output_lines(command: list[str], timeout: float) -> list[str]:
+    """A helper script's output, indented, or why it gave none."""
+    root = Path(__file__).resolve().parent.parent
     try:
-        done = subprocess.run(
-            [sys.executable, str(script), "--repeats", repeats],
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=root)
     except subprocess.TimeoutExpired:
-        return ["  timed out after 900 s"]
+        return [f"  timed out after {timeout:.0f} s"]
     if done.returncode != 0:
         return ["  failed: " + (done.stderr.strip().splitlines() or ["?"])[-1]]
     return ["  " + line for line in done.stdout.strip().splitlines()]
