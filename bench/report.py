@@ -171,14 +171,14 @@ def target_lines(
         (
             "scipy path warm <= 1.0x scipy+jax.jit",
             MINIML_ROWS[0],
-            "scipy + jax.jit",
+            TARGET_PEERS[MINIML_ROWS[0]],
             1.0,
             list(results),
         ),
         (
             "compiled LBFGS <= 1.1x optax loop",
             MINIML_ROWS[1],
-            "optax loop (1 jit)",
+            TARGET_PEERS[MINIML_ROWS[1]],
             1.1,
             list(results),
         ),
