@@ -264,25 +264,21 @@ def back_to_back_table(
     """Each MiniML path against its target peer, timed with the pause and back to back:
     medians and ratios (paired ratios in parentheses); pairs not timed are left out."""
     rows = []
-    for problem, measurements in back_to_back.items():
+    for problem, again in back_to_back.items():
         for mine, peer in TARGET_PEERS.items():
-            both = (paused, {problem: measurements})
-            if all(problem not in r or _ratio(r, problem, mine, peer) is None for r in both):
-                continue
-            cells = []
-            for results in both:
-                if problem not in results:
-                    cells += ["-", "-"]
-                    continue
+            cells, ratios = [], []
+            for measured in (paused.get(problem, []), again):
+                results = {problem: measured}
                 ratio = _ratio(results, problem, mine, peer)
                 paired = paired_ratio(results, problem, mine, peer)
                 also = "" if paired is None else f" ({paired:.2f}x)"
                 cells += [
-                    f"{_fmt_time(_median(results[problem], mine))} / "
-                    f"{_fmt_time(_median(results[problem], peer))}",
+                    f"{_fmt_time(_median(measured, mine))} / {_fmt_time(_median(measured, peer))}",
                     "-" if ratio is None else f"{ratio:.2f}x{also}",
                 ]
-            rows.append([problem, f"{SHORT[mine]} / {SHORT[peer]}", *cells])
+                ratios.append(ratio)
+            if any(ratio is not None for ratio in ratios):
+                rows.append([problem, f"{SHORT[mine]} / {SHORT[peer]}", *cells])
     return _table(
         ["problem", "MiniML / peer", "with pause", "ratio", "back to back", "ratio"], rows
     )
